@@ -1,0 +1,5 @@
+"""Allow ``python -m revoker``."""
+
+from revoker.cli import main
+
+raise SystemExit(main())

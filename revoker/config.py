@@ -1,0 +1,368 @@
+"""Settings: one frozen dataclass, read from the environment and an optional TOML file.
+
+All validation happens here, at start, so that a bad value stops the process with one
+line naming the variable instead of failing on the first request that needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from revoker.errors import ConfigError
+
+PREFIX: Final = "REVOKER_"
+SCOPES: Final = ("check", "revoke", "admin")
+SCOPE_IMPLIES: Final = {"admin": {"admin", "revoke", "check"}, "revoke": {"revoke", "check"},
+                        "check": {"check"}}
+STORE_SCHEMES: Final = ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster")
+ASYMMETRIC_ALGS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                                    "ES256", "ES384", "ES512", "EdDSA"})
+SYMMETRIC_ALGS: Final = frozenset({"HS256", "HS384", "HS512"})
+_NAME_RE: Final = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+_HEX64_RE: Final = re.compile(r"^[0-9a-f]{64}$")
+_HEADER_RE: Final = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A configured API key: only its SHA-256 digest is ever held."""
+
+    name: str
+    scopes: frozenset[str]
+    digest: bytes
+
+    def allows(self, scope: str) -> bool:
+        return any(scope in SCOPE_IMPLIES[s] for s in self.scopes)
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthClient:
+    client_id: str
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of the service; see the README's configuration table."""
+
+    store_url: str = "memory://"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    key_prefix: str = "revoker:"
+    max_token_lifetime_s: int = 86400
+    leeway_s: int = 30
+    api_keys: tuple[ApiKey, ...] = ()
+    check_auth: str = "key"
+    jwt_algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
+    jwks_url: str | None = None
+    jwt_public_keys: tuple[str, ...] = ()
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_issuer: str | None = None
+    jwt_audience: tuple[str, ...] = ()
+    jwt_required_claims: tuple[str, ...] = ("exp", "jti")
+    jwks_refresh_s: float = 300.0
+    token_cache_size: int = 10000
+    authz_claim_headers: tuple[tuple[str, str], ...] = ()
+    fail_mode: str = "closed"
+    store_timeout_s: float = 0.25
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_s: float = 1.0
+    allow_eviction: bool = False
+    check_mode: str = "strict"
+    oauth_clients: tuple[OAuthClient, ...] = ()
+    oidc_issuers: tuple[tuple[str, str], ...] = ()
+    oidc_audience: tuple[str, ...] = ()
+    oidc_max_age_s: int = 300
+    log_format: str = "text"
+    log_level: str = "INFO"
+    access_log: bool = True
+    events_maxlen: int = 1_000_000
+    max_body_bytes: int = 1024 * 1024
+    shutdown_timeout_s: float = 10.0
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *,
+                 config_file: str | None = None) -> Settings:
+        """Environment wins over the TOML file; unknown TOML keys are an error."""
+        env = dict(os.environ if environ is None else environ)
+        merged = _read_toml(config_file) if config_file else {}
+        merged.update({k: v for k, v in env.items() if k.startswith(PREFIX)})
+        return _parse(merged)
+
+
+def _read_toml(path: str) -> dict[str, str]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from exc
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        name = PREFIX + key.upper()
+        if name not in _PARSERS:
+            raise ConfigError("--config", f"unknown setting {key!r} in {path}")
+        out[name] = _toml_to_str(value)
+    return out
+
+
+def _toml_to_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(_toml_to_str(v) for v in value)
+    return str(value)
+
+
+def _parse(raw: Mapping[str, str]) -> Settings:
+    values: dict[str, Any] = {}
+    for variable, (attr, parser) in _PARSERS.items():
+        text = raw.get(variable)
+        if attr == "api_keys_file":
+            continue  # read below, after REVOKER_API_KEYS
+        if text is None or text.strip() == "":
+            continue
+        try:
+            values[attr] = parser(text.strip())
+        except ConfigError:
+            raise
+        except (ValueError, OSError) as exc:
+            raise ConfigError(variable, str(exc)) from exc
+    keys_file = raw.get(PREFIX + "API_KEYS_FILE")
+    if keys_file and keys_file.strip():
+        values["api_keys"] = values.get("api_keys", ()) + _keys_from_file(keys_file.strip())
+    settings = Settings(**values)
+    _cross_check(settings)
+    return settings
+
+
+def _keys_from_file(path: str) -> tuple[ApiKey, ...]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(PREFIX + "API_KEYS_FILE", f"cannot read {path}: {exc.strerror}") from exc
+    lines = [ln.strip() for ln in text.splitlines()]
+    entries = ",".join(ln for ln in lines if ln and not ln.startswith("#"))
+    try:
+        return _api_keys(entries) if entries else ()
+    except ValueError as exc:
+        raise ConfigError(PREFIX + "API_KEYS_FILE", str(exc)) from exc
+
+
+def _cross_check(s: Settings) -> None:
+    algs = set(s.jwt_algorithms)
+    if algs & SYMMETRIC_ALGS and algs & ASYMMETRIC_ALGS:
+        raise ConfigError(PREFIX + "JWT_ALGORITHMS",
+                          "HS* and asymmetric algorithms may not be allowed together")
+    if algs & SYMMETRIC_ALGS and not s.jwt_secret:
+        raise ConfigError(PREFIX + "JWT_SECRET", "required when HS* algorithms are allowed")
+    if s.jwt_secret and not algs & SYMMETRIC_ALGS:
+        raise ConfigError(PREFIX + "JWT_ALGORITHMS",
+                          "REVOKER_JWT_SECRET is set but no HS* algorithm is allowed")
+    if bool(s.tls_cert) != bool(s.tls_key):
+        raise ConfigError(PREFIX + "TLS_KEY", "REVOKER_TLS_CERT and REVOKER_TLS_KEY go together")
+    if s.tls_client_ca and not s.tls_cert:
+        raise ConfigError(PREFIX + "TLS_CLIENT_CA", "needs REVOKER_TLS_CERT and REVOKER_TLS_KEY")
+    if s.oidc_issuers and not s.oidc_audience:
+        raise ConfigError(PREFIX + "OIDC_AUDIENCE", "required when REVOKER_OIDC_ISSUERS is set")
+    if s.workers > 1 and s.store_url.startswith("memory"):
+        raise ConfigError(PREFIX + "WORKERS", "memory:// is single-process; use a Redis store")
+    if s.check_mode == "mirror" and s.store_url.startswith("memory"):
+        raise ConfigError(PREFIX + "CHECK_MODE", "mirror needs a Redis store")
+
+
+# -- value parsers: each raises ValueError with a message fit for the operator ------------
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low} and {high}, got {number}")
+        return number
+    return parse
+
+
+def _float_range(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"expected a number of seconds, got {text!r}") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low} and {high}, got {number}")
+        return number
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {text!r}")
+        return text
+    return parse
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _text(text: str) -> str:
+    return text
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _store_url(text: str) -> str:
+    scheme, sep, _ = text.partition("://")
+    if not sep or scheme not in STORE_SCHEMES:
+        raise ValueError(f"scheme must be one of {', '.join(s + '://' for s in STORE_SCHEMES)}")
+    return text
+
+
+def _prefix(text: str) -> str:
+    if len(text) > 64 or any(ord(c) < 0x21 for c in text):
+        raise ValueError("must be at most 64 printable characters without spaces")
+    return text
+
+
+def _algorithms(text: str) -> tuple[str, ...]:
+    algs = _csv(text)
+    if not algs:
+        raise ValueError("at least one algorithm is required")
+    known = ASYMMETRIC_ALGS | SYMMETRIC_ALGS
+    for alg in algs:
+        if alg.lower() == "none":
+            raise ValueError("'none' is never accepted")
+        if alg not in known:
+            raise ValueError(f"unknown algorithm {alg!r}; known: {', '.join(sorted(known))}")
+    return algs
+
+
+def _api_keys(text: str) -> tuple[ApiKey, ...]:
+    keys = []
+    for entry in _csv(text):
+        parts = entry.split(":")
+        if len(parts) != 3:
+            raise ValueError("each key is name:scope+scope:sha256hex")
+        name, scopes_text, digest = parts
+        if not _NAME_RE.match(name):
+            raise ValueError(f"bad key name {name!r} (letters, digits, . _ @ -)")
+        scopes = frozenset(scopes_text.split("+"))
+        if not scopes or not scopes <= set(SCOPES):
+            raise ValueError(f"key {name!r}: scopes must be among {', '.join(SCOPES)}")
+        if not _HEX64_RE.match(digest.lower()):
+            raise ValueError(f"key {name!r}: digest must be 64 hex characters (SHA-256)")
+        keys.append(ApiKey(name, scopes, bytes.fromhex(digest)))
+    if len({k.name for k in keys}) != len(keys):
+        raise ValueError("key names must be unique")
+    return tuple(keys)
+
+
+def _oauth_clients(text: str) -> tuple[OAuthClient, ...]:
+    clients = []
+    for entry in _csv(text):
+        client_id, sep, digest = entry.rpartition(":")
+        if not sep or not client_id or not _HEX64_RE.match(digest.lower()):
+            raise ValueError("each client is client_id:sha256hex")
+        clients.append(OAuthClient(client_id, bytes.fromhex(digest)))
+    return tuple(clients)
+
+
+def _pairs(sep: str, what: str) -> Callable[[str], tuple[tuple[str, str], ...]]:
+    def parse(text: str) -> tuple[tuple[str, str], ...]:
+        out = []
+        for entry in _csv(text):
+            left, found, right = entry.partition(sep)
+            if not found or not left.strip() or not right.strip():
+                raise ValueError(f"each entry is {what}")
+            out.append((left.strip(), right.strip()))
+        return tuple(out)
+    return parse
+
+
+def _claim_headers(text: str) -> tuple[tuple[str, str], ...]:
+    pairs = _pairs("=", "claim=Header-Name")(text)
+    for _, header in pairs:
+        if not _HEADER_RE.match(header):
+            raise ValueError(f"bad header name {header!r}")
+    return pairs
+
+
+def _existing_file(text: str) -> str:
+    if not Path(text).is_file():
+        raise ValueError(f"no such file: {text}")
+    return text
+
+
+def _paths(text: str) -> tuple[str, ...]:
+    paths = _csv(text)
+    for path in paths:
+        if not Path(path).exists():
+            raise ValueError(f"no such file or directory: {path}")
+    return paths
+
+
+_PARSERS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
+    PREFIX + "STORE_URL": ("store_url", _store_url),
+    PREFIX + "HOST": ("host", _text),
+    PREFIX + "PORT": ("port", _int_range(0, 65535)),
+    PREFIX + "WORKERS": ("workers", _int_range(1, 64)),
+    PREFIX + "KEY_PREFIX": ("key_prefix", _prefix),
+    PREFIX + "MAX_TOKEN_LIFETIME": ("max_token_lifetime_s", _int_range(1, 366 * 86400)),
+    PREFIX + "LEEWAY": ("leeway_s", _int_range(0, 3600)),
+    PREFIX + "API_KEYS": ("api_keys", _api_keys),
+    PREFIX + "API_KEYS_FILE": ("api_keys_file", _existing_file),
+    PREFIX + "CHECK_AUTH": ("check_auth", _choice("key", "none")),
+    PREFIX + "JWT_ALGORITHMS": ("jwt_algorithms", _algorithms),
+    PREFIX + "JWKS_URL": ("jwks_url", _text),
+    PREFIX + "JWT_PUBLIC_KEYS": ("jwt_public_keys", _paths),
+    PREFIX + "JWT_SECRET": ("jwt_secret", _text),
+    PREFIX + "JWT_ISSUER": ("jwt_issuer", _text),
+    PREFIX + "JWT_AUDIENCE": ("jwt_audience", _csv),
+    PREFIX + "JWT_REQUIRED_CLAIMS": ("jwt_required_claims", _csv),
+    PREFIX + "JWKS_REFRESH_INTERVAL": ("jwks_refresh_s", _float_range(1, 86400)),
+    PREFIX + "TOKEN_CACHE_SIZE": ("token_cache_size", _int_range(0, 10_000_000)),
+    PREFIX + "AUTHZ_CLAIM_HEADERS": ("authz_claim_headers", _claim_headers),
+    PREFIX + "FAIL_MODE": ("fail_mode", _choice("closed", "open")),
+    PREFIX + "STORE_TIMEOUT": ("store_timeout_s", _float_range(0.001, 60)),
+    PREFIX + "REDIS_WAIT_REPLICAS": ("redis_wait_replicas", _int_range(0, 16)),
+    PREFIX + "REDIS_WAIT_TIMEOUT": ("redis_wait_timeout_s", _float_range(0.001, 60)),
+    PREFIX + "ALLOW_EVICTION": ("allow_eviction", _bool),
+    PREFIX + "CHECK_MODE": ("check_mode", _choice("strict", "mirror")),
+    PREFIX + "OAUTH_CLIENTS": ("oauth_clients", _oauth_clients),
+    PREFIX + "OIDC_ISSUERS": ("oidc_issuers", _pairs("=", "issuer-url=jwks-url")),
+    PREFIX + "OIDC_AUDIENCE": ("oidc_audience", _csv),
+    PREFIX + "OIDC_MAX_AGE": ("oidc_max_age_s", _int_range(1, 86400)),
+    PREFIX + "LOG_FORMAT": ("log_format", _choice("text", "json")),
+    PREFIX + "LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
+    PREFIX + "ACCESS_LOG": ("access_log", _bool),
+    PREFIX + "EVENTS_MAXLEN": ("events_maxlen", _int_range(1, 1_000_000_000)),
+    PREFIX + "MAX_BODY_BYTES": ("max_body_bytes", _int_range(1024, 64 * 1024 * 1024)),
+    PREFIX + "SHUTDOWN_TIMEOUT": ("shutdown_timeout_s", _float_range(0, 600)),
+    PREFIX + "TLS_CERT": ("tls_cert", _existing_file),
+    PREFIX + "TLS_KEY": ("tls_key", _existing_file),
+    PREFIX + "TLS_CLIENT_CA": ("tls_client_ca", _existing_file),
+}

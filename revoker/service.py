@@ -1,0 +1,150 @@
+"""Revoke, check and unrevoke: the contract's rules applied to a store. No HTTP here.
+
+Fail mode lives here too, because "what does a check answer when the store cannot" is a
+rule of the service, not of any one endpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from revoker import metrics
+from revoker.errors import InvalidInput, StoreError
+from revoker.model import Claims, Event, Lifetimes, Record, RevokeRequest, build_record, matching
+from revoker.store import Store
+
+Lookup = Callable[[Sequence[tuple[str, str]]], Awaitable[list[Record | None]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """Outcome of one revoke: ``record`` is None when nothing needed storing."""
+
+    request: RevokeRequest
+    record: Record | None
+    created: bool
+
+    @property
+    def stored(self) -> bool:
+        return self.record is not None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    revoked: bool
+    matches: list[Record] = field(default_factory=list)
+    #: True when the store failed and fail mode ``open`` accepted anyway.
+    degraded: bool = False
+
+
+class Revoker:
+    """The service: one per process, shared by every handler."""
+
+    def __init__(self, store: Store, *, lifetimes: Lifetimes, fail_mode: str = "closed",
+                 clock: Callable[[], float] = time.time, lookup: Lookup | None = None) -> None:
+        self.store = store
+        self.lifetimes = lifetimes
+        self.fail_mode = fail_mode
+        self.clock = clock
+        #: Where checks read from: the store itself, or a local mirror of it.
+        self.lookup: Lookup = lookup or store.get_many
+
+    async def revoke(self, request: RevokeRequest, *, actor: str | None,
+                     source: str = "api") -> Revoked:
+        outcome = (await self.revoke_many([request], actor=actor, source=source))[0]
+        if isinstance(outcome, InvalidInput):
+            raise outcome
+        return outcome
+
+    async def revoke_many(self, requests: Sequence[RevokeRequest], *, actor: str | None,
+                          source: str = "api") -> list[Revoked | InvalidInput]:
+        """One store round trip for the whole batch. A request that breaks a rule of the
+        clock (a cutoff in the future) fails alone; expired requests store nothing."""
+        now = self.clock()
+        built = [self._build(r, now=now, actor=actor) for r in requests]
+        to_store = [record for record in built if isinstance(record, Record)]
+        with _timed("upsert"):
+            stored = iter(await self.store.upsert_many(to_store, at=int(now)))
+        results: list[Revoked | InvalidInput] = []
+        for request, record in zip(requests, built, strict=True):
+            if isinstance(record, InvalidInput):
+                results.append(record)
+            elif record is None:
+                results.append(Revoked(request, None, created=False))
+            else:
+                outcome = next(stored)
+                metrics.REVOCATIONS.labels(kind=request.kind, source=source).inc()
+                results.append(Revoked(request, outcome.record, outcome.created))
+        return results
+
+    def _build(self, request: RevokeRequest, *, now: float,
+               actor: str | None) -> Record | InvalidInput | None:
+        try:
+            return build_record(request, now=now, lifetimes=self.lifetimes, actor=actor)
+        except InvalidInput as exc:
+            return exc
+
+    async def check(self, claims: Claims) -> CheckResult:
+        return (await self.check_many([claims]))[0]
+
+    async def check_many(self, items: Sequence[Claims]) -> list[CheckResult]:
+        """All kinds of all items are fetched in one lookup."""
+        pairs = [pair for claims in items for pair in claims.lookups()]
+        try:
+            with _timed("lookup"):
+                found = await self.lookup(pairs) if pairs else []
+        except StoreError:
+            metrics.CHECKS.labels(result="error").inc(len(items))
+            if self.fail_mode != "open":
+                raise
+            metrics.FAIL_OPEN.inc(len(items))
+            return [CheckResult(revoked=False, degraded=True) for _ in items]
+        results, offset = [], 0
+        for claims in items:
+            count = len(claims.lookups())
+            matches = matching(claims, found[offset:offset + count])
+            offset += count
+            metrics.CHECKS.labels(result="revoked" if matches else "ok").inc()
+            results.append(CheckResult(revoked=bool(matches), matches=matches))
+        return results
+
+    async def get(self, kind: str, value: str) -> Record | None:
+        with _timed("get"):
+            return await self.store.get(kind, value)
+
+    async def unrevoke(self, kind: str, value: str) -> Record | None:
+        with _timed("delete"):
+            record = await self.store.delete(kind, value, at=int(self.clock()))
+        if record is not None:
+            metrics.UNREVOCATIONS.labels(kind=kind).inc()
+        return record
+
+    async def list_records(self, *, kind: str | None, cursor: str | None,
+                   limit: int) -> tuple[list[Record], str | None]:
+        with _timed("scan"):
+            return await self.store.scan(kind=kind, cursor=cursor, limit=limit)
+
+    async def events(self, *, after: str | None, limit: int, block_ms: int = 0) -> list[Event]:
+        with _timed("events"):
+            return await self.store.events(after=after, limit=limit, block_ms=block_ms)
+
+
+class _timed:
+    """Time a store operation and count its failures, without try/except at call sites."""
+
+    __slots__ = ("operation", "started")
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        self.started = 0.0
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        metrics.STORE_DURATION.labels(operation=self.operation).observe(
+            time.perf_counter() - self.started)
+        if exc_type is not None and isinstance(exc, StoreError):
+            metrics.STORE_ERRORS.labels(operation=self.operation).inc()

@@ -1,0 +1,50 @@
+"""Stores, chosen by URL scheme: ``open_store(url)`` is the only constructor callers need.
+
+A plain dict maps each scheme to a factory, so the way a URL becomes a backend is
+visible here rather than hidden in a registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from revoker.config import Settings
+from revoker.store.base import Store, StoreHealth, Upserted
+
+__all__ = ["Store", "StoreHealth", "Upserted", "open_store"]
+
+
+def _memory(settings: Settings) -> Store:
+    from revoker.store.memory import MemoryStore
+
+    return MemoryStore(prefix=settings.key_prefix, timeout_s=settings.store_timeout_s,
+                       events_maxlen=settings.events_maxlen)
+
+
+def _redis(settings: Settings) -> Store:
+    from revoker.store.redis import RedisStore
+
+    return RedisStore(settings.store_url, prefix=settings.key_prefix,
+                      timeout_s=settings.store_timeout_s, events_maxlen=settings.events_maxlen,
+                      allow_eviction=settings.allow_eviction,
+                      wait_replicas=settings.redis_wait_replicas,
+                      wait_timeout_s=settings.redis_wait_timeout_s)
+
+
+BACKENDS: dict[str, Callable[[Settings], Store]] = {
+    "memory": _memory,
+    "redis": _redis,
+    "rediss": _redis,
+}
+
+
+def open_store(settings: Settings) -> Store:
+    """Build (not yet connect) the store named by ``settings.store_url``."""
+    scheme = settings.store_url.partition("://")[0]
+    try:
+        factory = BACKENDS[scheme]
+    except KeyError:
+        from revoker.errors import ConfigError
+
+        raise ConfigError("REVOKER_STORE_URL", f"no store backend for {scheme}://") from None
+    return factory(settings)

@@ -1,0 +1,303 @@
+"""``redis://`` and ``rediss://``: the production store, on redis.asyncio with hiredis.
+
+Layout (stable, see the contract): ``{prefix}{kind}:{value}`` holds the record as compact
+JSON with an absolute expiry (EXAT) equal to ``expires_at``; ``{prefix}events`` is a
+capped stream of events. The merge on re-revoke runs in one Lua script so that two
+concurrent revokers of the same key can never shorten it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+from redis import exceptions as rex
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from revoker.errors import ConfigError, InvalidInput, NotDurable, StoreError, StoreUnavailable
+from revoker.model import KINDS, Event, Record, parse_stream_id
+from revoker.store.base import Store, StoreHealth, Upserted
+
+log = logging.getLogger(__name__)
+
+# KEYS[1] record key, KEYS[2] events key (absent on Cluster, where it lives in another slot)
+# ARGV: new record JSON, its expires_at, its issued_before ('' for none), events maxlen, at
+UPSERT_LUA: Final = """
+local stored = ARGV[1]
+local expires_at = tonumber(ARGV[2])
+local created = 1
+local old = redis.call('GET', KEYS[1])
+if old then
+  created = 0
+  stored = old
+  local old_exp = tonumber(string.match(old, '"expires_at":(%-?%d+)'))
+  if old_exp and old_exp > expires_at then expires_at = old_exp end
+  stored = string.gsub(stored, '"expires_at":%-?%d+', '"expires_at":' .. expires_at, 1)
+  if ARGV[3] ~= '' then
+    local cut = tonumber(ARGV[3])
+    local old_cut = tonumber(string.match(old, '"issued_before":(%-?%d+)'))
+    if old_cut and old_cut > cut then cut = old_cut end
+    stored = string.gsub(stored, '"issued_before":[%-%dnul]+', '"issued_before":' .. cut, 1)
+  end
+end
+redis.call('SET', KEYS[1], stored, 'EXAT', expires_at)
+if KEYS[2] then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
+             'type', 'revoked', 'record', stored, 'at', ARGV[5])
+end
+return {created, stored}
+"""
+
+# KEYS[1] record key, KEYS[2] events key (optional); ARGV: maxlen, at
+DELETE_LUA: Final = """
+local old = redis.call('GET', KEYS[1])
+if not old then return false end
+redis.call('DEL', KEYS[1])
+if KEYS[2] then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*',
+             'type', 'unrevoked', 'record', old, 'at', ARGV[2])
+end
+return old
+"""
+
+SCAN_COUNT: Final = 1000
+UNAVAILABLE: Final = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError,
+                      rex.ReadOnlyError, rex.TryAgainError, rex.ClusterDownError)
+
+
+def connection_options(timeout_s: float) -> dict[str, Any]:
+    """Explicit timeouts and a short, bounded retry: the caller's deadline bounds the rest."""
+    return {
+        "socket_connect_timeout": max(timeout_s, 0.1),
+        "socket_timeout": max(timeout_s * 4, 1.0),
+        "retry": Retry(ExponentialBackoff(cap=0.05, base=0.005), retries=2),
+        "retry_on_error": [rex.ConnectionError, rex.TimeoutError],
+        "decode_responses": False,
+        "health_check_interval": 10,
+    }
+
+
+class RedisStore(Store):
+    """Standalone (or Sentinel-managed) Redis: every key of ours is on one server."""
+
+    #: Whether the events stream can be written by the same script as the record.
+    same_slot_events: bool = True
+
+    def __init__(self, url: str, *, prefix: str, timeout_s: float, events_maxlen: int,
+                 allow_eviction: bool = False, wait_replicas: int = 0,
+                 wait_timeout_s: float = 1.0) -> None:
+        super().__init__(prefix=prefix, timeout_s=timeout_s, events_maxlen=events_maxlen)
+        self.url = url
+        self.allow_eviction = allow_eviction
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_s = wait_timeout_s
+        self.client: Any = self._connect()
+        self._upsert_script = self.client.register_script(UPSERT_LUA)
+        self._delete_script = self.client.register_script(DELETE_LUA)
+        self.startup_warnings: list[str] = []
+
+    def _connect(self) -> Any:
+        return aioredis.Redis.from_url(self.url, **connection_options(self.timeout_s))
+
+    def _translate(self, exc: Exception) -> StoreError:
+        if isinstance(exc, UNAVAILABLE):
+            return StoreUnavailable(f"redis unavailable: {type(exc).__name__}")
+        if isinstance(exc, rex.RedisError):
+            return StoreError(f"redis error: {type(exc).__name__}")
+        raise exc
+
+    async def open(self) -> None:
+        """Refuse to run where Redis may silently evict revocations."""
+        info = await self._bounded(self.client.info("memory"), timeout_s=max(self.timeout_s, 2))
+        policy = str(_text(info.get("maxmemory_policy", "unknown")))
+        if policy != "noeviction" and not self.allow_eviction:
+            raise ConfigError(
+                "REVOKER_ALLOW_EVICTION",
+                f"Redis maxmemory-policy is {policy!r}: it may evict revocations silently; "
+                "set it to noeviction, or set REVOKER_ALLOW_EVICTION=true to accept the risk")
+        health = await self.health()
+        self.startup_warnings = list(health.warnings)
+        for warning in health.warnings:
+            log.warning("%s", warning)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # -- primitives --------------------------------------------------------------------
+
+    def _upsert_args(self, record: Record, at: int) -> tuple[list[str], list[Any]]:
+        keys = [self.key(record.kind, record.value)]
+        if self.same_slot_events:
+            keys.append(self.events_key)
+        cutoff = "" if record.issued_before is None else str(record.issued_before)
+        return keys, [record.to_json(), record.expires_at, cutoff, self.events_maxlen, at]
+
+    async def _upsert_many(self, records: Sequence[Record], at: int) -> list[Upserted]:
+        pipe = self.client.pipeline(transaction=False)
+        for record in records:
+            keys, args = self._upsert_args(record, at)
+            await self._upsert_script(keys=keys, args=args, client=pipe)
+        if self.wait_replicas:
+            pipe.wait(self.wait_replicas, int(self.wait_timeout_s * 1000))
+        replies = await pipe.execute(raise_on_error=True)
+        if self.wait_replicas:
+            self._check_durable(replies.pop())
+        results = [Upserted(Record.from_json(stored), created=bool(created))
+                   for created, stored in replies]
+        if not self.same_slot_events:
+            await self._append_events("revoked", [r.record for r in results], at)
+        return results
+
+    def _check_durable(self, acknowledged: int) -> None:
+        if int(acknowledged) < self.wait_replicas:
+            raise NotDurable(f"only {acknowledged} of {self.wait_replicas} replicas "
+                             "acknowledged the write in time")
+
+    async def _append_events(self, kind: str, records: Sequence[Record], at: int) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for record in records:
+            pipe.xadd(self.events_key, {"type": kind, "record": record.to_json(), "at": at},
+                      maxlen=self.events_maxlen, approximate=True)
+        await pipe.execute()
+
+    async def _get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
+        raw = await self.client.mget([self.key(kind, value) for kind, value in pairs])
+        return [None if item is None else Record.from_json(item) for item in raw]
+
+    async def _delete(self, kind: str, value: str, at: int) -> Record | None:
+        keys = [self.key(kind, value)]
+        if self.same_slot_events:
+            keys.append(self.events_key)
+        if self.wait_replicas:
+            pipe = self.client.pipeline(transaction=False)
+            await self._delete_script(keys=keys, args=[self.events_maxlen, at], client=pipe)
+            pipe.wait(self.wait_replicas, int(self.wait_timeout_s * 1000))
+            old, acknowledged = await pipe.execute(raise_on_error=True)
+            self._check_durable(acknowledged)
+        else:
+            old = await self._delete_script(keys=keys, args=[self.events_maxlen, at])
+        if old is None:
+            return None
+        record = Record.from_json(old)
+        if not self.same_slot_events:
+            await self._append_events("unrevoked", [record], at)
+        return record
+
+    def _pattern(self, kind: str | None) -> str:
+        return _glob_escape(self.prefix + (f"{kind}:" if kind else "")) + "*"
+
+    async def _scan(self, kind: str | None, cursor: str | None,
+                    limit: int) -> tuple[list[Record], str | None]:
+        """SCAN batches are sorted and resumed with an offset, so a page never exceeds
+        ``limit``; like SCAN itself, a record changed mid-listing may appear twice."""
+        scan_cursor, skip = _decode_scan_cursor(cursor)
+        keys: list[bytes] = []
+        next_cursor: str | None = None
+        while True:
+            following, batch = await self.client.scan(scan_cursor, match=self._pattern(kind),
+                                                      count=SCAN_COUNT)
+            batch = sorted(k for k in batch if self._is_record_key(k))[skip:]
+            room = limit - len(keys)
+            if len(batch) > room:
+                keys += batch[:room]
+                next_cursor = f"{scan_cursor}.{skip + room}"
+                break
+            keys += batch
+            skip = 0
+            scan_cursor = int(following)
+            if scan_cursor == 0:
+                break
+            if len(keys) == limit:
+                next_cursor = f"{scan_cursor}.0"
+                break
+        return await self._records_for(keys), next_cursor
+
+    def _is_record_key(self, key: bytes) -> bool:
+        kind = key[len(self.prefix.encode()):].split(b":", 1)[0].decode(errors="replace")
+        return kind in KINDS
+
+    async def _records_for(self, keys: list[bytes]) -> list[Record]:
+        if not keys:
+            return []
+        raw = await self.client.mget(keys)
+        return [Record.from_json(item) for item in raw if item is not None]
+
+    async def _events(self, after: str | None, limit: int, block_ms: int) -> list[Event]:
+        start = after or "0-0"
+        parse_stream_id(start)
+        if block_ms > 0:
+            reply = await self.client.xread({self.events_key: start}, count=limit, block=block_ms)
+            entries = reply[0][1] if reply else []
+        else:
+            entries = await self.client.xrange(self.events_key, min=f"({start}" if after else "-",
+                                               count=limit)
+        return [_event(entry_id, fields) for entry_id, fields in entries]
+
+    async def _last_event_id(self) -> str | None:
+        entries = await self.client.xrevrange(self.events_key, count=1)
+        return _text(entries[0][0]) if entries else None
+
+    async def _health(self) -> StoreHealth:
+        await self.client.ping()
+        info = await self.client.info()
+        detail, warnings = _describe(info)
+        detail["rdb_save"] = await self._rdb_save_config()
+        if detail["aof_enabled"] is False and not detail["rdb_save"]:
+            warnings.append("Redis persistence is off (no AOF, no RDB): a Redis restart "
+                            "loses every revocation")
+        if self.wait_replicas and int(detail.get("connected_replicas", 0)) < self.wait_replicas:
+            warnings.append(f"REVOKER_REDIS_WAIT_REPLICAS={self.wait_replicas} but only "
+                            f"{detail.get('connected_replicas', 0)} replicas are connected")
+        return StoreHealth(ok=True, detail=detail, warnings=warnings)
+
+    async def _rdb_save_config(self) -> str | None:
+        try:
+            reply = await self.client.config_get("save")
+        except rex.ResponseError:  # CONFIG may be disabled on managed Redis
+            return None
+        value = reply.get(b"save", reply.get("save", b""))
+        return _text(value) or ""
+
+
+def _describe(info: dict[Any, Any]) -> tuple[dict[str, Any], list[str]]:
+    detail = {
+        "backend": "redis",
+        "redis_version": _text(info.get("redis_version", "")),
+        "role": _text(info.get("role", "")),
+        "maxmemory_policy": _text(info.get("maxmemory_policy", "")),
+        "aof_enabled": bool(int(info.get("aof_enabled", 0))),
+        "connected_replicas": int(info.get("connected_slaves", 0)),
+        "evicted_keys": int(info.get("evicted_keys", 0)),
+    }
+    warnings = []
+    if detail["evicted_keys"]:
+        warnings.append(f"Redis has evicted {detail['evicted_keys']} keys")
+    return detail, warnings
+
+
+def _event(entry_id: Any, fields: dict[Any, Any]) -> Event:
+    def field(name: str) -> Any:
+        return fields.get(name.encode(), fields.get(name))
+
+    return Event(id=_text(entry_id), type=_text(field("type")),
+                 record=Record.from_json(field("record")), at=int(field("at")))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+def _decode_scan_cursor(cursor: str | None) -> tuple[int, int]:
+    if not cursor:
+        return 0, 0
+    scan_part, _, skip_part = cursor.partition(".")
+    if not scan_part.isdigit() or not skip_part.isdigit() or len(cursor) > 40:
+        raise InvalidInput("cursor is not one this service returned", field="cursor")
+    return int(scan_part), int(skip_part)

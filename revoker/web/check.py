@@ -1,0 +1,84 @@
+"""Check endpoints: the question every gateway asks, "is it revoked?"."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+
+from revoker.bodies import parse_check, require_object
+from revoker.errors import InvalidInput
+from revoker.model import Claims, check_value
+from revoker.service import CheckResult
+from revoker.web.auth import require
+from revoker.web.jsonio import read_json, respond
+from revoker.web.problem import problem_dict
+from revoker.web.state import SERVICE
+
+routes = web.RouteTableDef()
+MAX_CHECK_BATCH: Final = 1000
+DEGRADED_HEADER: Final = {"X-Revoker-Degraded": "fail-open"}
+
+
+def _headers(results: list[CheckResult]) -> dict[str, str] | None:
+    """Fail-open answers say so, so that a caller can tell a guess from a fact."""
+    return DEGRADED_HEADER if any(r.degraded for r in results) else None
+
+
+@routes.get("/v1/check/{jti}")
+async def check_jti(request: web.Request) -> web.Response:
+    require(request, "check")
+    jti = check_value(request.match_info["jti"], field="jti")
+    result = await request.app[SERVICE].check(Claims(jti=jti))
+    record = result.matches[0].to_dict() if result.matches else None
+    return respond({"jti": jti, "revoked": result.revoked, "record": record},
+                   headers=_headers([result]))
+
+
+@routes.post("/v1/check")
+async def check_one(request: web.Request) -> web.Response:
+    require(request, "check")
+    claims = parse_check(await read_json(request))
+    result = await request.app[SERVICE].check(claims)
+    return respond(_result_body(result), headers=_headers([result]))
+
+
+@routes.post("/v1/check/batch")
+async def check_batch(request: web.Request) -> web.Response:
+    """Items are checked in one store round trip; a bad item gets its own 400 result."""
+    require(request, "check")
+    items = batch_items(await read_json(request), MAX_CHECK_BATCH)
+    parsed: list[Claims | InvalidInput] = []
+    for item in items:
+        try:
+            parsed.append(parse_check(item))
+        except InvalidInput as exc:
+            parsed.append(exc)
+    good = [p for p in parsed if isinstance(p, Claims)]
+    checked = iter(await request.app[SERVICE].check_many(good))
+    results: list[dict[str, Any]] = []
+    done: list[CheckResult] = []
+    for entry in parsed:
+        if isinstance(entry, InvalidInput):
+            results.append(problem_dict(400, str(entry)))
+        else:
+            result = next(checked)
+            done.append(result)
+            results.append(_result_body(result))
+    return respond({"results": results}, headers=_headers(done))
+
+
+def _result_body(result: CheckResult) -> dict[str, Any]:
+    return {"revoked": result.revoked, "matches": [m.to_dict() for m in result.matches]}
+
+
+def batch_items(body: Any, limit: int) -> list[Any]:
+    data = require_object(body)
+    items = data.get("items")
+    if not isinstance(items, list) or set(data) != {"items"}:
+        raise InvalidInput('the body must be {"items": [...]}', field="items")
+    if not items:
+        raise InvalidInput("items may not be empty", field="items")
+    if len(items) > limit:
+        raise InvalidInput(f"at most {limit} items per batch", field="items")
+    return items

@@ -1,0 +1,48 @@
+"""Liveness, readiness and the Prometheus scrape: no credentials needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+from revoker.web.jsonio import respond
+from revoker.web.problem import problem
+from revoker.web.state import READINESS, STORE
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return respond({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the store answers and every piece of local state is in sync."""
+    health = await request.app[STORE].health()
+    checks: dict[str, Any] = {"store": health.detail}
+    ok = health.ok
+    for probe in request.app[READINESS]:
+        probe_ok, name, detail = await probe()
+        checks[name] = detail
+        ok = ok and probe_ok
+    if not ok:
+        failing = ", ".join(name for name in checks if name == "store" and not health.ok) or \
+            "local state"
+        return problem(503, f"not ready: {failing}", headers={"Retry-After": "1"},
+                       checks=checks, warnings=health.warnings)
+    return respond({"status": "ready", "checks": checks, "warnings": health.warnings})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app.get(METRICS_REGISTRY) or REGISTRY
+    body = generate_latest(registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+#: Set by the server in multi-process mode to a registry that merges every worker.
+METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)

@@ -1,0 +1,64 @@
+"""JSON in and out of HTTP: strict content types, bounded bodies, fast encoding.
+
+orjson is used when installed (the ``fast`` extra); the stdlib is the fallback so the
+service runs with its four runtime dependencies alone.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from revoker.errors import InvalidInput
+
+try:
+    import orjson
+
+    def dumps(data: Any) -> bytes:
+        return orjson.dumps(data)
+
+    def loads(raw: bytes) -> Any:
+        return orjson.loads(raw)
+
+    _DECODE_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, RecursionError)
+except ImportError:  # pragma: no cover - exercised only without the fast extra
+    def dumps(data: Any) -> bytes:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def loads(raw: bytes) -> Any:
+        return json.loads(raw)
+
+    _DECODE_ERRORS = (ValueError, RecursionError)
+
+
+def respond(data: Any, *, status: int = 200, headers: dict[str, str] | None = None
+            ) -> web.Response:
+    return web.Response(body=dumps(data), status=status, content_type="application/json",
+                        headers=headers)
+
+
+class UnsupportedMediaType(InvalidInput):
+    """The body is not in a content type this route accepts (maps to 415)."""
+
+
+def is_json_type(content_type: str) -> bool:
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json"))
+
+
+async def read_json(request: web.Request) -> Any:
+    """Read a JSON body: 415 for another content type, 413 past the size limit (raised by
+    aiohttp from ``client_max_size``), 400 for anything that is not JSON."""
+    if not is_json_type(request.content_type):
+        raise UnsupportedMediaType("the body must be application/json")
+    raw = await request.read()
+    if not raw:
+        raise InvalidInput("the body is empty; a JSON object is expected")
+    try:
+        return loads(raw)
+    except _DECODE_ERRORS:
+        raise InvalidInput("the body is not valid JSON") from None
+    except UnicodeDecodeError:
+        raise InvalidInput("the body is not valid UTF-8") from None

@@ -1,0 +1,119 @@
+"""Middlewares: request ids, metrics and access log; errors -> problem+json.
+
+Handlers raise domain errors (``InvalidInput``, ``StoreUnavailable``...) and never build
+error responses themselves, so every error has the same shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from revoker import metrics
+from revoker.errors import (
+    Forbidden,
+    InvalidInput,
+    NotDurable,
+    NotFound,
+    StoreError,
+    TokenError,
+    Unauthenticated,
+)
+from revoker.logs import REQUEST_ID
+from revoker.web.jsonio import UnsupportedMediaType
+from revoker.web.problem import problem
+from revoker.web.state import SETTINGS
+
+log = logging.getLogger("revoker.access")
+errlog = logging.getLogger(__name__)
+_REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+RETRY_AFTER_S: Final = "1"
+
+
+def _route_label(request: web.Request) -> str:
+    info = request.match_info
+    route = getattr(info, "route", None)
+    resource = getattr(route, "resource", None)
+    if resource is None or getattr(info, "http_exception", None) is not None:
+        return "unmatched"
+    return str(resource.canonical)
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id (taken from ``X-Request-Id`` when sane), metrics and the access log."""
+    incoming = request.headers.get("X-Request-Id", "")
+    request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    token = REQUEST_ID.set(request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-Id"] = request_id
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        route = _route_label(request)
+        metrics.HTTP_REQUESTS.labels(route=route, method=request.method, status=status).inc()
+        metrics.HTTP_DURATION.labels(route=route).observe(elapsed)
+        if request.app[SETTINGS].access_log:
+            log.info("%s %s %d %.1fms", request.method, route, status, elapsed * 1000,
+                     extra={"method": request.method, "route": route, "status": status,
+                            "duration_ms": round(elapsed * 1000, 3),
+                            "remote": request.remote})
+        REQUEST_ID.reset(token)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map every error to problem+json; an unexpected one is logged and is a 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problem(exc.status, _http_detail(exc), headers=_keep_headers(exc))
+    except UnsupportedMediaType as exc:
+        return problem(415, str(exc))
+    except InvalidInput as exc:
+        return problem(400, str(exc))
+    except TokenError as exc:
+        return problem(400, exc.reason)
+    except NotFound as exc:
+        return problem(404, str(exc) or "no such record")
+    except Unauthenticated as exc:
+        return problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="revoker"'})
+    except Forbidden as exc:
+        challenge = f'Bearer realm="revoker", error="insufficient_scope", scope="{exc.scope}"'
+        return problem(403, str(exc), headers={"WWW-Authenticate": challenge})
+    except NotDurable as exc:
+        return problem(503, f"not acknowledged by enough replicas: {exc}; retry",
+                       headers={"Retry-After": RETRY_AFTER_S})
+    except StoreError as exc:
+        return problem(503, f"the store is unavailable: {exc}",
+                       headers={"Retry-After": RETRY_AFTER_S})
+    except Exception:
+        errlog.exception("unhandled error on %s %s", request.method, _route_label(request))
+        return problem(500, "internal error; the request id identifies it in the logs")
+
+
+def _http_detail(exc: web.HTTPException) -> str:
+    if exc.status == 413:
+        return "the request body is too large"
+    if exc.status == 405:
+        return "method not allowed on this resource"
+    if exc.status == 404:
+        return "no such resource"
+    return exc.text or exc.reason
+
+
+def _keep_headers(exc: web.HTTPException) -> dict[str, str]:
+    return {k: v for k, v in exc.headers.items() if k in ("Allow", "WWW-Authenticate",
+                                                           "Retry-After")}

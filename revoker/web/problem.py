@@ -1,0 +1,26 @@
+"""RFC 9457 problem details: the one shape of every error this service returns."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+
+from revoker.web.jsonio import dumps
+
+CONTENT_TYPE = "application/problem+json"
+
+
+def problem(status: int, detail: str, *, headers: dict[str, str] | None = None,
+            **extra: Any) -> web.Response:
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
+            "detail": detail, **extra}
+    return web.Response(body=dumps(body), status=status, content_type=CONTENT_TYPE,
+                        headers=headers)
+
+
+def problem_dict(status: int, detail: str) -> dict[str, Any]:
+    """The same members, for one failed item of a batch."""
+    return {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
+            "detail": detail}

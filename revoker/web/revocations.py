@@ -1,0 +1,111 @@
+"""Revocations: create (one or a batch), read, delete and list."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+
+from revoker.bodies import parse_revoke
+from revoker.errors import InvalidInput, NotFound
+from revoker.model import RevokeRequest, check_kind, check_value
+from revoker.service import Revoked
+from revoker.web.auth import require
+from revoker.web.check import batch_items
+from revoker.web.jsonio import read_json, respond
+from revoker.web.problem import problem_dict
+from revoker.web.state import SERVICE
+
+routes = web.RouteTableDef()
+MAX_REVOKE_BATCH: Final = 10000
+MAX_LIST_LIMIT: Final = 1000
+DEFAULT_LIST_LIMIT: Final = 100
+
+
+def outcome_body(outcome: Revoked) -> dict[str, Any]:
+    """The record when stored; ``stored: false`` when nothing could match any more."""
+    if outcome.record is None:
+        return {"stored": False, "kind": outcome.request.kind, "value": outcome.request.value,
+                "detail": "already expired: no token it matches can still be valid"}
+    return outcome.record.to_dict()
+
+
+def outcome_status(outcome: Revoked) -> int:
+    return 201 if outcome.created else 200
+
+
+@routes.post("/v1/revocations")
+async def create(request: web.Request) -> web.Response:
+    principal = require(request, "revoke")
+    revoke_request = parse_revoke(await read_json(request))
+    outcome = await request.app[SERVICE].revoke(revoke_request, actor=principal.name)
+    return respond(outcome_body(outcome), status=outcome_status(outcome))
+
+
+@routes.post("/v1/revocations/batch")
+async def create_batch(request: web.Request) -> web.Response:
+    """Valid items are stored in one pipelined round trip; a bad item fails alone."""
+    principal = require(request, "revoke")
+    items = batch_items(await read_json(request), MAX_REVOKE_BATCH)
+    parsed: list[RevokeRequest | InvalidInput] = []
+    for item in items:
+        try:
+            parsed.append(parse_revoke(item))
+        except InvalidInput as exc:
+            parsed.append(exc)
+    good = [p for p in parsed if isinstance(p, RevokeRequest)]
+    done = iter(await request.app[SERVICE].revoke_many(good, actor=principal.name))
+    results: list[dict[str, Any]] = []
+    for entry in parsed:
+        outcome = entry if isinstance(entry, InvalidInput) else next(done)
+        if isinstance(outcome, InvalidInput):
+            results.append(problem_dict(400, str(outcome)))
+        else:
+            results.append({"status": outcome_status(outcome), "stored": outcome.stored,
+                            "result": outcome_body(outcome)})
+    return respond({"results": results})
+
+
+def _kind_value(request: web.Request) -> tuple[str, str]:
+    return (check_kind(request.match_info["kind"]),
+            check_value(request.match_info["value"]))
+
+
+@routes.get("/v1/revocations/{kind}/{value}")
+async def read(request: web.Request) -> web.Response:
+    require(request, "revoke")
+    kind, value = _kind_value(request)
+    record = await request.app[SERVICE].get(kind, value)
+    if record is None:
+        raise NotFound(f"no {kind} revocation for this value")
+    return respond(record.to_dict())
+
+
+@routes.delete("/v1/revocations/{kind}/{value}")
+async def delete(request: web.Request) -> web.Response:
+    require(request, "admin")
+    kind, value = _kind_value(request)
+    if await request.app[SERVICE].unrevoke(kind, value) is None:
+        raise NotFound(f"no {kind} revocation for this value")
+    return web.Response(status=204)
+
+
+@routes.get("/v1/revocations")
+async def list_records(request: web.Request) -> web.Response:
+    require(request, "admin")
+    query = request.query
+    kind = check_kind(query["kind"]) if query.get("kind") else None
+    cursor = query.get("cursor") or None
+    limit = query_int(request, "limit", default=DEFAULT_LIST_LIMIT, high=MAX_LIST_LIMIT)
+    service = request.app[SERVICE]
+    items, next_cursor = await service.list_records(kind=kind, cursor=cursor, limit=limit)
+    return respond({"items": [r.to_dict() for r in items], "cursor": next_cursor})
+
+
+def query_int(request: web.Request, name: str, *, default: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= high:
+        raise InvalidInput(f"{name} must be an integer from 1 to {high}", field=name)
+    return int(text)
