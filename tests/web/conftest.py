@@ -1,0 +1,71 @@
+"""Web fixtures: an app on a real store behind aiohttp's test client, and API keys."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from revoker import keys
+from revoker.config import Settings
+from revoker.web.app import create_app
+from tests.redis_proc import RedisProcess
+
+ADMIN_KEY = "rvk_test_admin_key_0123456789abcdef"
+REVOKE_KEY = "rvk_test_revoke_key_0123456789abcdef"
+CHECK_KEY = "rvk_test_check_key_0123456789abcdef"
+KEYS_ENV = ",".join([
+    keys.config_line("admin-console", ["admin"], ADMIN_KEY),
+    keys.config_line("logout-hook", ["revoke"], REVOKE_KEY),
+    keys.config_line("gateway", ["check"], CHECK_KEY),
+])
+
+
+def auth(key: str = ADMIN_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Web tests run once per backend unless they ask for ``memory_url`` / ``redis_url``."""
+    if request.param == "memory":
+        return "memory://"
+    server: RedisProcess = request.getfixturevalue("redis_server")
+    return server.url
+
+
+@pytest.fixture
+async def make_client(prefix: str) -> AsyncIterator[MakeClient]:
+    """``await make_client(store_url, REVOKER_X=...)``: a started app with those settings."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def factory(store_url: str = "memory://", *, clock: Any = None,
+                      **env: str) -> TestClient[Any, Any]:
+        environ = {"REVOKER_STORE_URL": store_url, "REVOKER_API_KEYS": KEYS_ENV,
+                   "REVOKER_KEY_PREFIX": prefix, "REVOKER_ACCESS_LOG": "false", **env}
+        settings = Settings.from_env(environ)
+        kwargs = {"clock": clock} if clock is not None else {}
+        app = create_app(settings, **kwargs)
+        client = TestClient(TestServer(app))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def client(make_client: MakeClient, store_url: str) -> TestClient[Any, Any]:
+    return await make_client(store_url)
+
+
+def replace_settings(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)
