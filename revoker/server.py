@@ -1,16 +1,53 @@
-"""Running the web application: TLS, graceful shutdown and (later) several workers."""
+"""Running the web application: one process, or a supervisor of N workers on one port.
+
+With ``REVOKER_WORKERS=1`` the service is one plain process. With more, this process
+becomes a small supervisor: it makes a fresh Prometheus multiprocess directory, starts N
+*spawned* worker processes that each bind the same port with ``SO_REUSEPORT`` (the
+kernel spreads connections among them), restarts a worker that dies, forwards SIGTERM,
+and removes the directory at exit. Workers are spawned, not forked, so that each imports
+prometheus_client only after ``PROMETHEUS_MULTIPROC_DIR`` is set, whatever the parent
+imported before.
+
+Shutdown, in every worker: on SIGTERM/SIGINT stop listening, let in-flight requests finish
+within ``REVOKER_SHUTDOWN_TIMEOUT``, then close the store.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import multiprocessing
+import os
+import shutil
+import signal
 import ssl
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
+from revoker import logs
 from revoker.config import Settings
-from revoker.web.app import create_app
+from revoker.errors import ConfigError
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
+
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+#: A worker that dies sooner than this after its start counts as a crash loop.
+STARTUP_GRACE_S: Final = 5.0
+MAX_FAST_CRASHES: Final = 5
+#: Extra time the supervisor allows workers beyond REVOKER_SHUTDOWN_TIMEOUT.
+STOP_MARGIN_S: Final = 5.0
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -19,18 +56,192 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError("REVOKER_TLS_KEY", f"cannot load the certificate/key: {exc}") from exc
     if settings.tls_client_ca:
-        context.load_verify_locations(settings.tls_client_ca)
+        try:
+            context.load_verify_locations(settings.tls_client_ca)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError("REVOKER_TLS_CLIENT_CA", f"cannot load: {exc}") from exc
         context.verify_mode = ssl.CERT_REQUIRED
     return context
 
 
-def run(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT, then stop accepting and let in-flight requests finish
-    within ``REVOKER_SHUTDOWN_TIMEOUT`` before the store is closed."""
+def run(settings: Settings) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit code."""
+    if settings.workers == 1:
+        ssl_context(settings)  # a bad certificate is a configuration error, before binding
+        serve_process(settings, index=0, multiprocess=False)
+        return EXIT_OK
+    return Supervisor(settings).run()
+
+
+# -- one serving process -------------------------------------------------------------------
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed: the same code, a faster event loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def serve_process(settings: Settings, *, index: int, multiprocess: bool) -> None:
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_serve(settings, index=index, multiprocess=multiprocess))
+
+
+async def _serve(settings: Settings, *, index: int, multiprocess: bool) -> None:
+    # Imported here: in a worker, only now may prometheus_client be imported.
+    from revoker import active
+    from revoker.web.app import create_app
+    from revoker.web.health import METRICS_REGISTRY
+
     app = create_app(settings)
-    web.run_app(app, host=settings.host, port=settings.port,
-                ssl_context=ssl_context(settings),
-                shutdown_timeout=settings.shutdown_timeout_s,
-                access_log=None, print=None, handle_signals=True)
+    if multiprocess:
+        app[METRICS_REGISTRY] = _multiprocess_registry()
+    if index == 0:
+        active.install(app)  # one sampler for the whole service
+    runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                           shutdown_timeout=settings.shutdown_timeout_s)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await runner.setup()
+    try:
+        await _start_site(runner, settings, reuse_port=multiprocess)
+        scheme = "https" if settings.tls_cert else "http"
+        log.info("listening on %s://%s:%d (worker %d, pid %d)", scheme, settings.host,
+                 settings.port, index, os.getpid())
+        await stop.wait()
+        log.info("stopping: no new connections; in-flight requests have %.1fs",
+                 settings.shutdown_timeout_s)
+    finally:
+        await runner.cleanup()  # closes listeners, drains requests, then closes the store
+    log.info("stopped (worker %d)", index)
+
+
+async def _start_site(runner: web.AppRunner, settings: Settings, *, reuse_port: bool) -> None:
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context(settings),
+                       reuse_port=reuse_port or None, backlog=1024)
+    try:
+        await site.start()
+    except OSError as exc:
+        raise ConfigError("REVOKER_PORT", f"cannot listen on {settings.host}:{settings.port}: "
+                          f"{exc.strerror or exc}") from exc
+
+
+def _multiprocess_registry() -> CollectorRegistry:
+    """A registry that merges every worker's files at scrape time."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def _worker_main(settings: Settings, index: int) -> None:
+    """Entry point of a spawned worker (a fresh interpreter: configure logging again)."""
+    logs.configure(fmt=settings.log_format, level=settings.log_level)
+    try:
+        serve_process(settings, index=index, multiprocess=True)
+    except ConfigError as exc:
+        print(f"revoker: configuration error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+
+
+# -- the supervisor --------------------------------------------------------------------------
+
+class Supervisor:
+    """Keeps N workers running until told to stop; owns the metrics directory."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: dict[int, tuple[BaseProcess, float]] = {}
+        self.stopping = False
+        self.fast_crashes = 0
+
+    def run(self) -> int:
+        ssl_context(self.settings)  # fail here, once, rather than in N workers
+        directory = tempfile.mkdtemp(prefix="revoker-metrics-")
+        os.environ[MULTIPROC_ENV] = directory
+        previous = {sig: signal.signal(sig, self._on_signal)
+                    for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for index in range(self.settings.workers):
+                self._start(index)
+            log.info("supervising %d workers (pid %d)", self.settings.workers, os.getpid())
+            return self._supervise()
+        finally:
+            self._stop_all()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def _start(self, index: int) -> None:
+        process = self.context.Process(target=_worker_main, args=(self.settings, index),
+                                       name=f"revoker-worker-{index}")
+        process.start()
+        self.workers[index] = (process, time.monotonic())
+
+    def _supervise(self) -> int:
+        while not self.stopping:
+            sentinels = [process.sentinel for process, _ in self.workers.values()]
+            wait(sentinels, timeout=0.2)
+            for index, (process, started) in list(self.workers.items()):
+                if process.is_alive() or self.stopping:
+                    continue
+                code = self._reap(index, process, started)
+                if code is not None:
+                    return code
+        return EXIT_OK
+
+    def _reap(self, index: int, process: BaseProcess, started: float) -> int | None:
+        """Replace a dead worker; returns an exit code when the service must give up."""
+        from prometheus_client import multiprocess
+
+        from revoker import metrics
+
+        if process.pid is not None:
+            multiprocess.mark_process_dead(process.pid)  # type: ignore[no-untyped-call]
+        code = process.exitcode
+        if code == EXIT_CONFIG:
+            log.error("worker %d stopped on a configuration error; stopping", index)
+            return EXIT_CONFIG
+        fast = time.monotonic() - started < STARTUP_GRACE_S
+        self.fast_crashes = self.fast_crashes + 1 if fast else 0
+        if self.fast_crashes > MAX_FAST_CRASHES:
+            log.error("workers keep dying right after start (last exit code %s); stopping", code)
+            return EXIT_FAILURE
+        log.warning("worker %d (pid %s) died with exit code %s; restarting", index,
+                    process.pid, code)
+        metrics.WORKER_RESTARTS.inc()
+        if fast:
+            time.sleep(min(0.25 * 2 ** self.fast_crashes, 5.0))
+        self._start(index)
+        return None
+
+    def _stop_all(self) -> None:
+        """SIGTERM every worker, wait for their graceful shutdown, SIGKILL stragglers."""
+        for process, _ in self.workers.values():
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s + STOP_MARGIN_S
+        for process, _ in self.workers.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                log.error("worker pid %s did not stop in time; killing it", process.pid)
+                process.kill()
+                process.join()
+        log.info("all workers stopped")

@@ -1,0 +1,91 @@
+"""``revoker_revocations_active{kind}``: counted in the background, never per scrape.
+
+Neither Redis nor the memory store can count keys by kind in O(1), and a SCAN per scrape
+would make every Prometheus scrape cost O(records) on Redis. Instead one process (the
+only worker, or worker 0 of several) walks the records page by page in the background,
+pausing between pages so that the walk never competes with checks, and publishes the
+counts when a walk completes. The gauge is therefore a count as of
+``revoker_revocations_active_sampled_timestamp_seconds``: at most ``interval`` plus one walk
+old. A walk that fails (store down) keeps the previous values and their older timestamp,
+so staleness is visible rather than hidden.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from revoker import metrics
+from revoker.errors import StoreError
+from revoker.model import KINDS
+from revoker.store import Store
+from revoker.web.state import STORE
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE: Final = 1000
+PAGE_PAUSE_S: Final = 0.005
+INTERVAL_S: Final = 60.0
+#: A walk may use at most 1/WALK_SHARE of wall time: a long walk stretches the interval.
+WALK_SHARE: Final = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Sampler:
+    """Counts live records by kind; ``run`` repeats forever, ``sample_once`` is one walk."""
+
+    store: Store
+    interval_s: float = INTERVAL_S
+    page_size: int = PAGE_SIZE
+    page_pause_s: float = PAGE_PAUSE_S
+    clock: Callable[[], float] = time.time
+
+    async def sample_once(self) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        cursor: str | None = None
+        while True:
+            records, cursor = await self.store.scan(kind=None, cursor=cursor,
+                                                    limit=self.page_size)
+            counts.update(record.kind for record in records)
+            if cursor is None:
+                break
+            await asyncio.sleep(self.page_pause_s)
+        result = {kind: counts.get(kind, 0) for kind in KINDS}
+        for kind, count in result.items():
+            metrics.REVOCATIONS_ACTIVE.labels(kind=kind).set(count)
+        metrics.ACTIVE_SAMPLED.set(self.clock())
+        return result
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.sample_once()
+            except StoreError as exc:
+                log.warning("could not count active revocations: %s", exc)
+            took = time.monotonic() - started
+            await asyncio.sleep(max(self.interval_s, took * WALK_SHARE))
+
+
+def install(app: web.Application, *, interval_s: float = INTERVAL_S) -> None:
+    """Run a sampler for ``app``'s store while the app runs (the store opens first)."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(Sampler(app[STORE], interval_s=interval_s).run(),
+                                   name="revoker-active-sampler")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.cleanup_ctx.append(lifecycle)
