@@ -36,7 +36,7 @@ echo "==> installing revoker and its dev dependencies"
 .venv/bin/python -m pip install -q -e '.[dev]'
 
 echo "==> ruff"
-.venv/bin/ruff check revoker tests bench
+.venv/bin/ruff check .
 echo "==> mypy --strict"
 .venv/bin/mypy
 echo "==> pytest"
