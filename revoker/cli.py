@@ -84,8 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
     from revoker import server
 
-    server.run(settings)
-    return EXIT_OK
+    return server.run(settings)
 
 
 def _with_bootstrap_key(settings: Settings) -> Settings:
