@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
+from urllib.parse import unquote_plus
+
 from aiohttp import web
 
 from revoker.errors import Forbidden, Unauthenticated
@@ -23,6 +29,34 @@ def presented_key(request: web.Request, *, allow_authorization: bool = True) -> 
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return None
+
+
+def oauth_client(request: web.Request) -> str | None:
+    """The OAuth client authenticated by HTTP Basic (RFC 6749 2.3.1), None without Basic.
+
+    Wrong credentials raise ``Unauthenticated``. Every configured client is compared (in
+    constant time, on SHA-256 digests) so timing does not reveal which ids exist.
+    """
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthenticated("malformed HTTP Basic credentials") from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep or len(decoded) > 1024:
+        raise Unauthenticated("malformed HTTP Basic credentials")
+    client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+    candidate = hashlib.sha256(secret.encode("utf-8")).digest()
+    found: str | None = None
+    for client in request.app[SETTINGS].oauth_clients:
+        same_id = hmac.compare_digest(client.client_id.encode(), client_id.encode())
+        if hmac.compare_digest(candidate, client.digest) and same_id:
+            found = client.client_id
+    if found is None:
+        raise Unauthenticated("unknown OAuth client or wrong secret")
+    return found
 
 
 def require(request: web.Request, scope: str, *, allow_authorization: bool = True) -> Principal:

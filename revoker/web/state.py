@@ -11,6 +11,7 @@ from revoker.config import Settings
 from revoker.keys import KeyRing
 from revoker.service import Revoker
 from revoker.store import Store
+from revoker.tokens import TokenValidator
 
 #: A readiness probe: returns (ok, name, detail). Modules with local state add one.
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str, Any]]]
@@ -20,3 +21,4 @@ STORE = web.AppKey("store", Store)
 SERVICE = web.AppKey("service", Revoker)
 KEYRING = web.AppKey("keyring", KeyRing)
 READINESS = web.AppKey("readiness", list[ReadinessCheck])
+VALIDATOR = web.AppKey("validator", TokenValidator)

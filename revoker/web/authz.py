@@ -1,0 +1,119 @@
+"""Forward-auth for gateways: nginx ``auth_request``, Envoy ``ext_authz``, Traefik ForwardAuth.
+
+One handler serves every method on ``/v1/authz`` and ``/v1/authz/{tail}`` (Envoy appends the
+original path, nginx always sends GET). The gateway authenticates with ``X-Revoker-Key``
+because ``Authorization`` carries the user's token. This path is hot: a repeated token
+costs one digest, one dict lookup and one revocation lookup.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+from aiohttp import web
+
+from revoker import metrics
+from revoker.errors import TokenError
+from revoker.tokens import TokenValidator, Verified
+from revoker.web.auth import require
+from revoker.web.problem import problem
+from revoker.web.state import SERVICE, SETTINGS, VALIDATOR
+
+routes = web.RouteTableDef()
+DEGRADED_HEADER: Final = "X-Revoker-Degraded"
+MAX_HEADER_VALUE: Final = 1024
+_SAFE_VALUE: Final = re.compile(r"^[\x20-\x7e\u00a0-\U0010ffff]*$")
+
+
+def setup(app: web.Application) -> None:
+    """The validator lives in app state; its JWKS refresher starts and stops with the app."""
+    app[VALIDATOR] = TokenValidator.from_settings(app[SETTINGS])
+    app.cleanup_ctx.append(_validator_lifecycle)
+
+
+async def _validator_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    validator = app[VALIDATOR]
+    await validator.start()
+    try:
+        yield
+    finally:
+        await validator.stop()
+
+
+def bearer_token(request: web.Request) -> str:
+    """The user's token from ``Authorization: Bearer``; raises ``TokenError``."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        raise TokenError("missing token")
+    token = value.strip()
+    if not token:
+        raise TokenError("missing token")
+    return token
+
+
+def challenge(reason: str) -> str:
+    """RFC 6750 section 3: the reason only, never the token."""
+    return f'Bearer realm="revoker", error="invalid_token", error_description="{reason}"'
+
+
+def refuse(reason: str) -> web.Response:
+    return problem(401, reason, headers={"WWW-Authenticate": challenge(reason),
+                                         "Cache-Control": "no-store"})
+
+
+async def validate_and_check(request: web.Request, token: str) -> tuple[Verified, bool]:
+    """Validate, then check every revocation kind. Returns (verified, degraded); raises
+    ``TokenError`` (including "revoked") or ``StoreError`` (fail mode closed)."""
+    verified = request.app[VALIDATOR].validate(token)
+    result = await request.app[SERVICE].check(verified.claims)
+    if result.revoked:
+        metrics.TOKEN_REJECTIONS.labels(reason="revoked").inc()
+        raise TokenError("revoked")
+    return verified, result.degraded
+
+
+@routes.route("*", "/v1/authz")
+@routes.route("*", "/v1/authz/{tail:.*}")
+async def authz(request: web.Request) -> web.Response:
+    require(request, "check", allow_authorization=False)
+    try:
+        verified, degraded = await validate_and_check(request, bearer_token(request))
+    except TokenError as exc:
+        return refuse(exc.reason)
+    headers = success_headers(verified, request.app[SETTINGS].authz_claim_headers)
+    if degraded:
+        headers[DEGRADED_HEADER] = "fail-open"
+    return web.Response(status=200, headers=headers)
+
+
+def success_headers(verified: Verified, mappings: tuple[tuple[str, str], ...]
+                    ) -> dict[str, str]:
+    headers = {"Cache-Control": "no-store"}
+    claims = verified.claims
+    if claims.sub is not None:
+        headers["X-Auth-Subject"] = claims.sub
+    if claims.jti is not None:
+        headers["X-Auth-Jti"] = claims.jti
+    for claim, header in mappings:
+        value = header_value(verified.payload.get(claim))
+        if value is not None:
+            headers[header] = value
+    return headers
+
+
+def header_value(value: Any) -> str | None:
+    """A claim as a header value, or None when it cannot be one safely (no control
+    characters, so no header injection; bounded length)."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int | float | str):
+        text = str(value)
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        text = ",".join(value)
+    else:
+        return None
+    if len(text) > MAX_HEADER_VALUE or not _SAFE_VALUE.match(text):
+        return None
+    return text
