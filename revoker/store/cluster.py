@@ -1,0 +1,266 @@
+"""``redis+cluster://h1:7000,h2:7001``: the same layout spread over Redis Cluster slots.
+
+What changes on Cluster, and why:
+
+* Records hash to many slots and ``{prefix}events`` to one, so the keep-the-later-expiry
+  script runs per record key (still atomic: the merge only touches that one key) and the
+  event is appended right after, by a second command (``same_slot_events = False``).
+* Writes are grouped by the primary that owns each key's slot and sent as one pipeline
+  per primary, on one connection; with ``REVOKER_REDIS_WAIT_REPLICAS=N`` that pipeline
+  ends in ``WAIT N timeout``, so every shard written confirms that N of *its* replicas
+  hold the write before the revoke is answered 2xx (WAIT only counts the writes of the
+  connection it is sent on, which is why the grouping matters). The event stream append
+  is not waited for: the record is the durable fact, the event its audit trail.
+* Batch checks use ``MGET`` per slot (``mget_nonatomic``); listings SCAN every primary in
+  turn with a cursor ``shard.scan-cursor.skip``, where shards are ordered by their first
+  slot, so a listing survives a failover that changes which node serves a shard.
+* Topology changes (failover, resharding) are left to redis-py's cluster client; a write
+  that meets a moved slot or a dead node is answered 503 and the client's next call
+  re-reads the topology. Revokes are idempotent, so the caller's retry is safe.
+
+URL grammar: ``redis+cluster://[user:password@]h1:7000[,h2:7001...][?ssl=true&ssl_ca_certs=
+PATH&ssl_certfile=PATH&ssl_keyfile=PATH&ssl_cert_reqs=required]``; ``rediss+cluster://``
+implies TLS. The hosts are startup nodes: any reachable one is enough.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Final
+
+from redis import exceptions as rex
+from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
+
+from revoker.errors import ConfigError, InvalidInput, StoreUnavailable
+from revoker.model import Record
+from revoker.store.base import StoreHealth, Upserted
+from revoker.store.redis import (
+    DELETE_LUA,
+    SCAN_COUNT,
+    UPSERT_LUA,
+    RedisStore,
+    _describe,
+    _text,
+    connection_options,
+)
+from revoker.store.sentinel import SSL_OPTIONS, VARIABLE, parse_multi_host
+
+log = logging.getLogger(__name__)
+CLUSTER_QUERY: Final = frozenset({"ssl", *SSL_OPTIONS})
+
+
+class ClusterStore(RedisStore):
+    """Redis Cluster: one slot per record key, the events stream in its own slot."""
+
+    same_slot_events = False
+
+    def _connect(self) -> Any:
+        parsed = parse_multi_host(self.url, default_port=6379, known_query=CLUSTER_QUERY)
+        if parsed.path:
+            raise ConfigError(VARIABLE, "redis+cluster:// takes no database or path")
+        options = connection_options(self.timeout_s)
+        options.pop("retry_on_error")  # the cluster client retries on topology errors itself
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in parsed.hosts],
+                            require_full_coverage=False, **options, **parsed.auth(),
+                            **parsed.ssl())
+
+    async def open(self) -> None:
+        """Refuse to run where any primary may silently evict revocations."""
+        start_timeout = max(self.timeout_s, 2)
+        await self._bounded(self.client.initialize(), timeout_s=start_timeout)
+        policy = await self._bounded(self._eviction_policy(), timeout_s=start_timeout)
+        if policy != "noeviction" and not self.allow_eviction:
+            raise ConfigError(
+                "REVOKER_ALLOW_EVICTION",
+                f"a cluster primary has maxmemory-policy {policy!r}: it may evict revocations "
+                "silently; set noeviction, or REVOKER_ALLOW_EVICTION=true to accept the risk")
+        health = await self.health()
+        self.startup_warnings = list(health.warnings)
+        for warning in health.warnings:
+            log.warning("%s", warning)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # -- writes: one pipeline per primary, WAIT on the same connection -------------------
+
+    async def _upsert_many(self, records: Sequence[Record], at: int) -> list[Upserted]:
+        commands = []
+        for position, record in enumerate(records):
+            keys, args = self._upsert_args(record, at)
+            commands.append((keys[0], ("EVAL", UPSERT_LUA, len(keys), *keys, *args), position))
+        replies = await self._write_by_node(commands)
+        results = [Upserted(Record.from_json(stored), created=bool(created))
+                   for created, stored in replies]
+        await self._append_events("revoked", [r.record for r in results], at)
+        return results
+
+    async def _delete(self, kind: str, value: str, at: int) -> Record | None:
+        key = self.key(kind, value)
+        command = ("EVAL", DELETE_LUA, 1, key, self.events_maxlen, at)
+        old = (await self._write_by_node([(key, command, 0)]))[0]
+        if old is None:
+            return None
+        record = Record.from_json(old)
+        await self._append_events("unrevoked", [record], at)
+        return record
+
+    async def _write_by_node(self, commands: list[tuple[str, tuple[Any, ...], int]]
+                             ) -> list[Any]:
+        """Run each command on its key's primary, grouped per node, in input order."""
+        groups: dict[str, tuple[ClusterNode, list[PipelineCommand]]] = {}
+        for key, args, position in commands:
+            node = self.client.get_node_from_key(key)
+            if node is None:
+                raise StoreUnavailable("no cluster node serves this key's slot")
+            groups.setdefault(node.name, (node, []))[1].append(PipelineCommand(position, *args))
+        results: list[Any] = [None] * len(commands)
+        for node, pipeline in groups.values():
+            await self._run_on_node(node, pipeline)
+            for command in pipeline:
+                results[command.position] = command.result
+        return results
+
+    async def _run_on_node(self, node: ClusterNode, pipeline: list[PipelineCommand]) -> None:
+        wait = None
+        if self.wait_replicas:
+            wait = PipelineCommand(-1, "WAIT", self.wait_replicas,
+                                   int(self.wait_timeout_s * 1000))
+        try:
+            await node.execute_pipeline([*pipeline, *([wait] if wait else [])])
+        except (rex.ConnectionError, rex.TimeoutError):
+            self._topology_stale(node)
+            raise
+        for command in pipeline:
+            if isinstance(command.result, (rex.MovedError, rex.AskError, rex.ClusterDownError,
+                                           rex.TryAgainError)):
+                self._topology_stale(node)
+                raise StoreUnavailable("the cluster is changing topology; retry")
+            if isinstance(command.result, Exception):
+                raise command.result
+        if wait is not None:
+            if isinstance(wait.result, Exception):
+                raise wait.result
+            self._check_durable(int(wait.result))
+
+    def _topology_stale(self, node: ClusterNode) -> None:
+        """Make the cluster client re-read the topology before its next command."""
+        node.update_active_connections_for_reconnect()
+        self.client._initialize = True
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def _get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
+        raw = await self.client.mget_nonatomic([self.key(kind, value) for kind, value in pairs])
+        return [None if item is None else Record.from_json(item) for item in raw]
+
+    async def _records_for(self, keys: list[bytes]) -> list[Record]:
+        if not keys:
+            return []
+        raw = await self.client.mget_nonatomic(keys)
+        return [Record.from_json(item) for item in raw if item is not None]
+
+    def _shards(self) -> list[ClusterNode]:
+        """Primaries ordered by the first slot they serve: stable across a failover."""
+        first_slot: dict[str, int] = {}
+        for slot, nodes in self.client.nodes_manager.slots_cache.items():
+            if nodes and nodes[0].name not in first_slot:
+                first_slot[nodes[0].name] = slot
+        primaries = [n for n in self.client.get_primaries() if n.name in first_slot]
+        return sorted(primaries, key=lambda n: first_slot[n.name])
+
+    async def _scan(self, kind: str | None, cursor: str | None,
+                    limit: int) -> tuple[list[Record], str | None]:
+        """Page through each shard in turn; within a shard, exactly as standalone."""
+        shard, scan_cursor, skip = _decode_cluster_cursor(cursor)
+        await self._ensure_initialized()
+        shards = self._shards()
+        keys: list[bytes] = []
+        while shard < len(shards) and len(keys) < limit:
+            node = shards[shard]
+            reply = await node.execute_command("SCAN", scan_cursor, "MATCH",
+                                               self._pattern(kind), "COUNT", SCAN_COUNT)
+            following, batch = int(reply[0]), reply[1]
+            batch = sorted(k for k in batch if self._is_record_key(k))[skip:]
+            room = limit - len(keys)
+            if len(batch) > room:
+                keys += batch[:room]
+                return await self._records_for(keys), f"{shard}.{scan_cursor}.{skip + room}"
+            keys += batch
+            skip = 0
+            scan_cursor = following
+            if scan_cursor == 0:
+                shard += 1
+        next_cursor = f"{shard}.{scan_cursor}.0" if shard < len(shards) else None
+        return await self._records_for(keys), next_cursor
+
+    async def _ensure_initialized(self) -> None:
+        if self.client._initialize:
+            await self.client.initialize()
+
+    # -- health ------------------------------------------------------------------------
+
+    async def _eviction_policy(self) -> str:
+        """The first policy other than noeviction found on any primary."""
+        for node in self._shards():
+            info = _as_dict(await node.execute_command("INFO", "memory"))
+            policy = _text(info.get("maxmemory_policy", "unknown"))
+            if policy != "noeviction":
+                return policy
+        return "noeviction"
+
+    async def _health(self) -> StoreHealth:
+        """Cluster state, and per primary: persistence, replicas, eviction."""
+        cluster = await self.client.cluster_info()
+        state = _text(cluster.get("cluster_state", "unknown"))
+        await self._ensure_initialized()
+        shards = []
+        warnings: list[str] = []
+        for node in self._shards():
+            info = _as_dict(await node.execute_command("INFO"))
+            detail, node_warnings = _describe(info)
+            detail.pop("backend", None)
+            detail["rdb_save"] = await _rdb_save(node)
+            shards.append({"node": node.name, **detail})
+            warnings += [f"{node.name}: {w}" for w in node_warnings]
+            if not detail["aof_enabled"] and not detail["rdb_save"]:
+                warnings.append(f"{node.name}: Redis persistence is off (no AOF, no RDB): "
+                                "a restart of this shard without its replica loses revocations")
+            if self.wait_replicas and detail["connected_replicas"] < self.wait_replicas:
+                warnings.append(f"{node.name}: REVOKER_REDIS_WAIT_REPLICAS="
+                                f"{self.wait_replicas} but only {detail['connected_replicas']} "
+                                "replicas are connected")
+        ok = state == "ok"
+        detail_all: dict[str, Any] = {"backend": "redis+cluster", "cluster_state": state,
+                                      "slots_ok": int(cluster.get("cluster_slots_ok", 0)),
+                                      "primaries": shards}
+        return StoreHealth(ok=ok, detail=detail_all, warnings=warnings)
+
+
+async def _rdb_save(node: ClusterNode) -> str | None:
+    """The node's ``save`` setting; None where CONFIG is disabled (managed Redis)."""
+    try:
+        reply = await node.execute_command("CONFIG", "GET", "save")
+    except rex.ResponseError:
+        return None
+    if isinstance(reply, dict):
+        return _text(reply.get(b"save", reply.get("save", b"")))
+    return _text(reply[1]) if len(reply) > 1 else ""
+
+
+def _as_dict(info: Any) -> dict[Any, Any]:
+    if isinstance(info, dict):
+        return info
+    from redis._parsers.helpers import parse_info
+
+    return dict(parse_info(info))  # type: ignore[no-untyped-call]
+
+
+def _decode_cluster_cursor(cursor: str | None) -> tuple[int, int, int]:
+    if not cursor:
+        return 0, 0, 0
+    parts = cursor.split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts) or len(cursor) > 60:
+        raise InvalidInput("cursor is not one this service returned", field="cursor")
+    return int(parts[0]), int(parts[1]), int(parts[2])

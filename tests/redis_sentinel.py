@@ -1,0 +1,124 @@
+"""A Sentinel-managed Redis for the suite: primary + replica + 3 sentinels on free ports.
+
+Fault tests kill the primary and watch the sentinels promote the replica, so the
+suite owns every process (never the machine's Redis).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.redis_proc import REDIS_SERVER, RedisProcess, free_port, wait_port
+
+MASTER_NAME = "revoker-primary"
+DOWN_AFTER_MS = 1000
+
+
+class SentinelProcess:
+    """One ``redis-server --sentinel`` with its own (rewritable) config file."""
+
+    def __init__(self, primary_port: int, *, quorum: int = 2) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="revoker-sentinel-")
+        self.conf = Path(self.dir) / "sentinel.conf"
+        self.conf.write_text("\n".join([
+            f"port {self.port}", "bind 127.0.0.1", f"dir {self.dir}",
+            f"logfile {self.dir}/sentinel.log",
+            f"sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} {quorum}",
+            f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}",
+            f"sentinel failover-timeout {MASTER_NAME} 4000",
+            f"sentinel parallel-syncs {MASTER_NAME} 1", ""]))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SentinelProcess:
+        self.proc = subprocess.Popen([REDIS_SERVER, str(self.conf), "--sentinel"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        return self
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run(["redis-cli", "-p", str(self.port), *args],
+                                capture_output=True, timeout=10, check=False)
+        return result.stdout.decode()
+
+    def master_port(self) -> int | None:
+        lines = self.cli("SENTINEL", "get-master-addr-by-name", MASTER_NAME).split()
+        return int(lines[1]) if len(lines) == 2 and lines[1].isdigit() else None
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SentinelGroup:
+    """Primary, replica and three sentinels; ``url`` is the store URL for revoker."""
+
+    def __init__(self) -> None:
+        self.primary = RedisProcess()
+        self.replica = RedisProcess(["--replicaof", "127.0.0.1", str(self.primary.port)])
+        self.sentinels = [SentinelProcess(self.primary.port) for _ in range(3)]
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{MASTER_NAME}"
+
+    def start(self) -> SentinelGroup:
+        self.primary.start()
+        self.replica.start()
+        self._wait_replica_synced(self.replica)
+        for sentinel in self.sentinels:
+            sentinel.start()
+        self.wait_sentinels_agree(self.primary.port)
+        return self
+
+    def _wait_replica_synced(self, replica: RedisProcess, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if b"master_link_status:up" in replica.cli("INFO", "replication", check=False):
+                return
+            time.sleep(0.05)
+        raise TimeoutError("replica did not sync with its primary")
+
+    def wait_sentinels_agree(self, port: int, *, timeout_s: float = 15.0) -> None:
+        """Every sentinel names ``port`` as the master and knows the other sentinels."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(s.master_port() == port for s in self.sentinels) and \
+                    all("num-other-sentinels\n2" in s.cli("SENTINEL", "master", MASTER_NAME)
+                        for s in self.sentinels):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"sentinels did not agree on master port {port}")
+
+    def current_master_port(self) -> int | None:
+        return self.sentinels[0].master_port()
+
+    def process_on(self, port: int) -> RedisProcess:
+        return self.primary if self.primary.port == port else self.replica
+
+    def wait_failover(self, old_port: int, *, timeout_s: float = 20.0) -> int:
+        """Wait until the sentinels name a master other than ``old_port``; return it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            port = self.current_master_port()
+            if port is not None and port != old_port:
+                return port
+            time.sleep(0.05)
+        raise TimeoutError("sentinels did not fail over")
+
+    def stop(self) -> None:
+        for proc in [*self.sentinels, self.replica, self.primary]:
+            with contextlib.suppress(Exception):
+                proc.stop()
