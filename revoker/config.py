@@ -20,7 +20,8 @@ PREFIX: Final = "REVOKER_"
 SCOPES: Final = ("check", "revoke", "admin")
 SCOPE_IMPLIES: Final = {"admin": {"admin", "revoke", "check"}, "revoke": {"revoke", "check"},
                         "check": {"check"}}
-STORE_SCHEMES: Final = ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster")
+STORE_SCHEMES: Final = ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster",
+                        "rediss+sentinel", "rediss+cluster")
 ASYMMETRIC_ALGS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
                                     "ES256", "ES384", "ES512", "EdDSA"})
 SYMMETRIC_ALGS: Final = frozenset({"HS256", "HS384", "HS512"})

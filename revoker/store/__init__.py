@@ -7,6 +7,7 @@ visible here rather than hidden in a registry.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from revoker.config import Settings
 from revoker.store.base import Store, StoreHealth, Upserted
@@ -31,10 +32,33 @@ def _redis(settings: Settings) -> Store:
                       wait_timeout_s=settings.redis_wait_timeout_s)
 
 
+def _sentinel(settings: Settings) -> Store:
+    from revoker.store.sentinel import SentinelStore
+
+    return SentinelStore(settings.store_url, **_redis_options(settings))
+
+
+def _cluster(settings: Settings) -> Store:
+    from revoker.store.cluster import ClusterStore
+
+    return ClusterStore(settings.store_url, **_redis_options(settings))
+
+
+def _redis_options(settings: Settings) -> dict[str, Any]:
+    return {"prefix": settings.key_prefix, "timeout_s": settings.store_timeout_s,
+            "events_maxlen": settings.events_maxlen, "allow_eviction": settings.allow_eviction,
+            "wait_replicas": settings.redis_wait_replicas,
+            "wait_timeout_s": settings.redis_wait_timeout_s}
+
+
 BACKENDS: dict[str, Callable[[Settings], Store]] = {
     "memory": _memory,
     "redis": _redis,
     "rediss": _redis,
+    "redis+sentinel": _sentinel,
+    "rediss+sentinel": _sentinel,
+    "redis+cluster": _cluster,
+    "rediss+cluster": _cluster,
 }
 
 
