@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
-from revoker.errors import InvalidInput, TokenError
+from revoker.errors import InvalidInput, TokenError, TooLarge
 from revoker.model import (
     MAX_REASON_CHARS,
     Claims,
@@ -95,7 +95,7 @@ def _peek(token: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(token, str) or not token:
         raise InvalidInput("token must be a non-empty string", field="token")
     if len(token) > MAX_TOKEN_BYTES:
-        raise InvalidInput(f"token is larger than {MAX_TOKEN_BYTES} bytes", field="token")
+        raise TooLarge(f"token is larger than {MAX_TOKEN_BYTES} bytes", field="token")
     try:
         return peek(token)
     except TokenError as exc:

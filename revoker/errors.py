@@ -28,6 +28,10 @@ class InvalidInput(RevokerError):
         self.field = field
 
 
+class TooLarge(InvalidInput):
+    """An input is over its size limit (maps to 413)."""
+
+
 class NotFound(RevokerError):
     """The record asked for does not exist (maps to 404)."""
 

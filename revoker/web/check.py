@@ -12,7 +12,7 @@ from revoker.model import Claims, check_value
 from revoker.service import CheckResult
 from revoker.web.auth import require
 from revoker.web.jsonio import read_json, respond
-from revoker.web.problem import problem_dict
+from revoker.web.problem import item_problem
 from revoker.web.state import SERVICE
 
 routes = web.RouteTableDef()
@@ -60,7 +60,7 @@ async def check_batch(request: web.Request) -> web.Response:
     done: list[CheckResult] = []
     for entry in parsed:
         if isinstance(entry, InvalidInput):
-            results.append(problem_dict(400, str(entry)))
+            results.append(item_problem(entry))
         else:
             result = next(checked)
             done.append(result)

@@ -23,6 +23,7 @@ from revoker.errors import (
     NotFound,
     StoreError,
     TokenError,
+    TooLarge,
     Unauthenticated,
 )
 from revoker.logs import REQUEST_ID
@@ -82,6 +83,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return problem(exc.status, _http_detail(exc), headers=_keep_headers(exc))
     except UnsupportedMediaType as exc:
         return problem(415, str(exc))
+    except TooLarge as exc:
+        return problem(413, str(exc))
     except InvalidInput as exc:
         return problem(400, str(exc))
     except TokenError as exc:

@@ -13,7 +13,7 @@ from revoker.service import Revoked
 from revoker.web.auth import require
 from revoker.web.check import batch_items
 from revoker.web.jsonio import read_json, respond
-from revoker.web.problem import problem_dict
+from revoker.web.problem import item_problem
 from revoker.web.state import SERVICE
 
 routes = web.RouteTableDef()
@@ -59,7 +59,7 @@ async def create_batch(request: web.Request) -> web.Response:
     for entry in parsed:
         outcome = entry if isinstance(entry, InvalidInput) else next(done)
         if isinstance(outcome, InvalidInput):
-            results.append(problem_dict(400, str(outcome)))
+            results.append(item_problem(outcome))
         else:
             results.append({"status": outcome_status(outcome), "stored": outcome.stored,
                             "result": outcome_body(outcome)})

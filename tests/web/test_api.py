@@ -278,10 +278,13 @@ async def test_oversize_body_is_413(client: Any) -> None:
     await assert_empty(client)
 
 
-async def test_oversize_token_is_400_or_413(client: Any) -> None:
+async def test_oversize_token_is_413(client: Any) -> None:
     token = "a" * (16 * 1024 + 1) + ".b.c"
     resp = await client.post("/v1/check", json={"token": token}, headers=auth())
-    await assert_problem(resp, 400)
+    await assert_problem(resp, 413)
+    resp = await client.post("/v1/revocations", json={"token": token}, headers=auth())
+    await assert_problem(resp, 413)
+    await assert_empty(client)
 
 
 @pytest.mark.parametrize(("method", "path"), [
