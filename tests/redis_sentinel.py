@@ -22,7 +22,8 @@ DOWN_AFTER_MS = 1000
 class SentinelProcess:
     """One ``redis-server --sentinel`` with its own (rewritable) config file."""
 
-    def __init__(self, primary_port: int, *, quorum: int = 2) -> None:
+    def __init__(self, primary_port: int, *, quorum: int = 2, auth_pass: str | None = None,
+                 password: str | None = None) -> None:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="revoker-sentinel-")
         self.conf = Path(self.dir) / "sentinel.conf"
@@ -32,7 +33,10 @@ class SentinelProcess:
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} {quorum}",
             f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}",
             f"sentinel failover-timeout {MASTER_NAME} 4000",
-            f"sentinel parallel-syncs {MASTER_NAME} 1", ""]))
+            f"sentinel parallel-syncs {MASTER_NAME} 1",
+            *([f"sentinel auth-pass {MASTER_NAME} {auth_pass}"] if auth_pass else []),
+            *([f"requirepass {password}"] if password else []), ""]))
+        self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> SentinelProcess:
@@ -42,7 +46,8 @@ class SentinelProcess:
         return self
 
     def cli(self, *args: str) -> str:
-        result = subprocess.run(["redis-cli", "-p", str(self.port), *args],
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+        result = subprocess.run(["redis-cli", "-p", str(self.port), *auth, *args],
                                 capture_output=True, timeout=10, check=False)
         return result.stdout.decode()
 
@@ -64,10 +69,18 @@ class SentinelProcess:
 class SentinelGroup:
     """Primary, replica and three sentinels; ``url`` is the store URL for revoker."""
 
-    def __init__(self) -> None:
-        self.primary = RedisProcess()
-        self.replica = RedisProcess(["--replicaof", "127.0.0.1", str(self.primary.port)])
-        self.sentinels = [SentinelProcess(self.primary.port) for _ in range(3)]
+    def __init__(self, *, data_args: list[str] | None = None, primary_auth: str | None = None,
+                 sentinel_password: str | None = None) -> None:
+        """``primary_auth`` is the data nodes' password (replicas and sentinels use it)."""
+        args = list(data_args or [])
+        if primary_auth:
+            args += ["--masterauth", primary_auth]
+        self.primary = RedisProcess(args, password=primary_auth)
+        self.replica = RedisProcess([*args, "--replicaof", "127.0.0.1", str(self.primary.port)],
+                                    password=primary_auth)
+        self.sentinels = [SentinelProcess(self.primary.port, auth_pass=primary_auth,
+                                          password=sentinel_password) for _ in range(3)]
+        self.primary_auth = primary_auth
 
     @property
     def url(self) -> str:

@@ -1,0 +1,85 @@
+"""The store on a real 3-primary/3-replica Redis Cluster (cases in ``ha_cases``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from revoker.store.cluster import ClusterStore
+from revoker.store.redis import RedisStore
+from tests.redis_cluster import RedisClusterGroup
+from tests.store.ha_cases import (  # noqa: F401 - collected by pytest from this module
+    MakeStore,
+    test_concurrent_revokes_keep_the_maximum,
+    test_delete_removes_and_reports_absence,
+    test_events_record_revoke_and_unrevoke_in_order,
+    test_get_many_across_slots_keeps_order,
+    test_health_reports_persistence_and_replicas,
+    test_scan_lists_every_record_once_across_slots,
+    test_scan_refuses_a_forged_cursor,
+    test_service_checks_every_kind_across_slots,
+    test_upsert_merges_keeping_later_expiry_and_cutoff,
+    test_wait_for_missing_replicas_is_not_durable,
+    test_wait_for_one_replica_acknowledges,
+)
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisClusterGroup]:
+    group = RedisClusterGroup().start()
+    yield group
+    group.stop()
+
+
+@pytest.fixture
+async def make_ha_store(cluster: RedisClusterGroup, prefix: str) -> AsyncIterator[MakeStore]:
+    stores: list[RedisStore] = []
+
+    async def factory(**options: Any) -> RedisStore:
+        store = ClusterStore(cluster.url, prefix=prefix, timeout_s=2.0, events_maxlen=1000,
+                             **options)
+        await store.open()
+        stores.append(store)
+        return store
+
+    yield factory
+    for store in stores:
+        await store.close()
+
+
+@pytest.fixture
+async def ha_store(make_ha_store: MakeStore) -> RedisStore:
+    return await make_ha_store()
+
+
+async def test_records_really_spread_over_several_primaries(ha_store: RedisStore) -> None:
+    keys = [ha_store.key("jti", f"spread-{i}") for i in range(30)]
+    nodes = {ha_store.client.get_node_from_key(k).name for k in keys}
+    assert len(nodes) == 3
+
+
+async def test_events_stream_lives_in_one_slot_apart_from_records(ha_store: RedisStore) -> None:
+    assert ha_store.same_slot_events is False
+    await ha_store.upsert_many([_rec(f"ev-{i}") for i in range(10)], at=5)
+    events = await ha_store.events(after=None, limit=100)
+    assert sorted(e.record.value for e in events) == sorted(f"ev-{i}" for i in range(10))
+
+
+def test_url_without_hosts_is_a_config_error() -> None:
+    from revoker.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="REVOKER_STORE_URL"):
+        ClusterStore("redis+cluster:///", prefix="p:", timeout_s=1, events_maxlen=10)
+    with pytest.raises(ConfigError, match="unknown URL option"):
+        ClusterStore("redis+cluster://h:7000?bogus=1", prefix="p:", timeout_s=1,
+                     events_maxlen=10)
+
+
+def _rec(value: str) -> Any:
+    from tests.store.ha_cases import record
+
+    return record("jti", value)

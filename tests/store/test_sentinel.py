@@ -1,0 +1,112 @@
+"""The store on a real primary + replica watched by three sentinels (cases in ``ha_cases``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from revoker.errors import ConfigError, StoreError
+from revoker.store.redis import RedisStore
+from revoker.store.sentinel import SentinelStore, parse_multi_host
+from tests.redis_sentinel import MASTER_NAME, SentinelGroup
+from tests.store.ha_cases import (  # noqa: F401 - collected by pytest from this module
+    MakeStore,
+    test_concurrent_revokes_keep_the_maximum,
+    test_delete_removes_and_reports_absence,
+    test_events_record_revoke_and_unrevoke_in_order,
+    test_get_many_across_slots_keeps_order,
+    test_health_reports_persistence_and_replicas,
+    test_scan_lists_every_record_once_across_slots,
+    test_scan_refuses_a_forged_cursor,
+    test_service_checks_every_kind_across_slots,
+    test_upsert_merges_keeping_later_expiry_and_cutoff,
+    test_wait_for_missing_replicas_is_not_durable,
+    test_wait_for_one_replica_acknowledges,
+)
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(scope="module")
+def sentinels() -> Iterator[SentinelGroup]:
+    group = SentinelGroup().start()
+    yield group
+    group.stop()
+
+
+@pytest.fixture
+async def make_ha_store(sentinels: SentinelGroup, prefix: str) -> AsyncIterator[MakeStore]:
+    stores: list[RedisStore] = []
+
+    async def factory(**options: Any) -> RedisStore:
+        store = SentinelStore(sentinels.url, prefix=prefix, timeout_s=2.0, events_maxlen=1000,
+                              **options)
+        await store.open()
+        stores.append(store)
+        return store
+
+    yield factory
+    for store in stores:
+        await store.close()
+
+
+@pytest.fixture
+async def ha_store(make_ha_store: MakeStore) -> RedisStore:
+    return await make_ha_store()
+
+
+async def test_health_names_the_primary_the_sentinels_chose(ha_store: RedisStore,
+                                                            sentinels: SentinelGroup) -> None:
+    health = await ha_store.health()
+    assert health.detail["backend"] == "redis+sentinel"
+    assert health.detail["sentinel"]["primary"] == f"127.0.0.1:{sentinels.primary.port}"
+    assert health.detail["sentinel"]["healthy_replicas"] == 1
+    assert health.detail["connected_replicas"] == 1
+
+
+def test_url_carries_credentials_tls_and_sentinel_auth() -> None:
+    parsed = parse_multi_host(
+        "rediss+sentinel://app:s%40cret@h1:26379,h2/mymaster/2?ssl_ca_certs=/ca.pem"
+        "&sentinel_password=sp", default_port=26379)
+    assert parsed.hosts == (("h1", 26379), ("h2", 26379))
+    assert parsed.path == ("mymaster", "2")
+    assert parsed.auth() == {"username": "app", "password": "s@cret"}
+    assert parsed.ssl() == {"ssl": True, "ssl_ca_certs": "/ca.pem"}
+    assert parsed.query["sentinel_password"] == "sp"
+    assert "s@cret" not in repr(parsed)
+
+
+def test_url_without_master_name_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="master name"):
+        SentinelStore("redis+sentinel://h1:26379", prefix="p:", timeout_s=1, events_maxlen=10)
+    with pytest.raises(ConfigError, match="bad host:port"):
+        SentinelStore("redis+sentinel://h1:notaport/m", prefix="p:", timeout_s=1,
+                      events_maxlen=10)
+
+
+async def test_password_protected_sentinel_group_is_reached(prefix: str) -> None:
+    """ACL user and password in the URL reach the data nodes; sentinels have their own."""
+    group = SentinelGroup(data_args=["--requirepass", "pw-data"], primary_auth="pw-data",
+                          sentinel_password="pw-sentinel")
+    group.start()
+    try:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in group.sentinels)
+        url = f"redis+sentinel://default:pw-data@{hosts}/{MASTER_NAME}" \
+              "?sentinel_password=pw-sentinel"
+        store = SentinelStore(url, prefix=prefix, timeout_s=2.0, events_maxlen=10)
+        await store.open()
+        try:
+            from tests.store.ha_cases import record
+
+            assert (await store.upsert(record("jti", "authed"), at=1)).created
+        finally:
+            await store.close()
+        bad = SentinelStore(url.replace("pw-data", "wrong"), prefix=prefix, timeout_s=2.0,
+                            events_maxlen=10)
+        with pytest.raises(StoreError):
+            await bad.open()
+        await bad.close()
+    finally:
+        group.stop()
