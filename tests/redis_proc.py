@@ -38,8 +38,10 @@ class RedisProcess:
     """One redis-server; ``args`` are extra config directives (``["--appendonly", "yes"]``)."""
 
     def __init__(self, args: Sequence[str] = (), *, port: int | None = None,
-                 directory: str | None = None) -> None:
+                 directory: str | None = None, password: str | None = None) -> None:
         self.port = port or free_port()
+        #: For ``cli`` when the server has ``requirepass``.
+        self.password = password
         self.args = list(args)
         self.dir = directory or tempfile.mkdtemp(prefix="revoker-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -67,7 +69,8 @@ class RedisProcess:
         raise TimeoutError("redis-server did not become ready")
 
     def cli(self, *args: str, check: bool = True) -> bytes:
-        result = subprocess.run(["redis-cli", "-p", str(self.port), *args],
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+        result = subprocess.run(["redis-cli", "-p", str(self.port), *auth, *args],
                                 capture_output=True, timeout=10, check=check)
         return result.stdout
 
