@@ -34,6 +34,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            "pid": record.process,  # tells the workers of REVOKER_WORKERS > 1 apart
         }
         for key, value in vars(record).items():
             if key not in _RESERVED and value is not None and key not in entry:

@@ -114,6 +114,8 @@ async def _serve(settings: Settings, *, index: int, multiprocess: bool) -> None:
         loop.add_signal_handler(sig, stop.set)
     await runner.setup()
     try:
+        if stop.is_set():  # told to stop while the store was opening
+            return
         await _start_site(runner, settings, reuse_port=multiprocess)
         scheme = "https" if settings.tls_cert else "http"
         log.info("listening on %s://%s:%d (worker %d, pid %d)", scheme, settings.host,

@@ -1,0 +1,388 @@
+"""``revoker serve`` as real processes: several workers on one port, SIGTERM, HTTPS and mTLS.
+
+Each test starts its own server (and, where it freezes Redis, its own Redis); logs go to a
+file so that a long run can never block on a full pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import ipaddress
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from prometheus_client.parser import text_string_to_metric_families
+
+from revoker import keys
+from tests.redis_proc import RedisProcess, free_port
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+ADMIN = "rvk_serve_test_admin_key_0123456789abcdef"
+KEYS = keys.config_line("ops", ["admin"], ADMIN)
+DEADLINE_S = 20.0
+
+
+class Serve:
+    """One ``revoker serve`` process (supervisor or single worker) with logs in a file."""
+
+    def __init__(self, env: Mapping[str, str], *, scheme: str = "http",
+                 context: ssl.SSLContext | None = None) -> None:
+        self.port = free_port()
+        self.scheme = scheme
+        self.context = context
+        self.log_path = Path(tempfile.mkstemp(prefix="revoker-serve-", suffix=".log")[1])
+        self.env = {**os.environ, "REVOKER_HOST": "127.0.0.1", "REVOKER_PORT": str(self.port),
+                    "REVOKER_API_KEYS": KEYS, **env}
+        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def start(self) -> Serve:
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "revoker", "serve"],
+                                         env=self.env, stdout=log, stderr=log)
+        poll_until(lambda: self._answers(), what="revoker to answer /healthz",
+                   alive=self.proc)
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            return request(self, "/healthz")[0] == 200
+        except OSError:
+            return False
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=DEADLINE_S)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def serving(env: Mapping[str, str], **kwargs: Any) -> Iterator[Serve]:
+    server = Serve(env, **kwargs)
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+def poll_until(condition: Callable[[], bool], *, what: str, timeout_s: float = DEADLINE_S,
+               alive: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if alive is not None and alive.poll() is not None:
+            raise AssertionError(f"process exited with {alive.returncode} waiting for {what}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def request(server: Serve, path: str, method: str = "GET", body: Any = None,
+            timeout_s: float = 5.0) -> tuple[int, bytes]:
+    """One request on a fresh connection (so SO_REUSEPORT may pick any worker)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(server.url + path, data=data, method=method, headers={
+        "Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s, context=server.context) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def scrape(server: Serve) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    status, body = request(server, "/metrics")
+    assert status == 200
+    samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def total(samples: Mapping[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+          **labels: str) -> float:
+    return sum(value for (sample, sample_labels), value in samples.items()
+               if sample == name and set(labels.items()) <= set(sample_labels))
+
+
+# -- which processes listen on a port, from /proc ---------------------------------------
+
+def listeners(port: int) -> set[int]:
+    """PIDs holding a LISTEN socket on ``port`` (any address)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as fh:
+            for line in fh.readlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                    inodes.add(fields[9])
+    pids = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    pids.add(int(pid))
+    return pids
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+# -- several workers ------------------------------------------------------------------------
+
+def test_two_workers_share_the_port_and_metrics_cover_both(redis_server: RedisProcess,
+                                                           prefix: str) -> None:
+    env = {"REVOKER_STORE_URL": redis_server.url, "REVOKER_KEY_PREFIX": prefix,
+           "REVOKER_WORKERS": "2", "REVOKER_LOG_FORMAT": "json"}
+    with serving(env) as server:
+        assert server.proc is not None
+        poll_until(lambda: len(listeners(server.port)) == 2, what="two listening workers")
+        workers = listeners(server.port)
+        assert all(parent_of(pid) == server.proc.pid for pid in workers)
+        metrics_dir = {environ_of(pid)["PROMETHEUS_MULTIPROC_DIR"] for pid in workers}
+        assert len(metrics_dir) == 1
+        directory = Path(metrics_dir.pop())
+        assert directory.is_dir()
+
+        for i in range(20):
+            status, _ = request(server, "/v1/revocations", "POST",
+                                {"kind": "jti", "value": f"load-{i}", "ttl": 600})
+            assert status == 201
+        for i in range(40):
+            status, body = request(server, f"/v1/check/load-{i}")
+            assert status == 200 and json.loads(body)["revoked"] is (i < 20)
+
+        samples = scrape(server)
+        # Every request was counted exactly once, whichever worker answered it.
+        assert total(samples, "revoker_http_requests_total", route="/v1/check/{jti}",
+                     status="200") == 40
+        assert total(samples, "revoker_revocations_total", kind="jti", source="api") == 20
+        assert total(samples, "revoker_checks_total", result="revoked") == 20
+        assert total(samples, "revoker_checks_total", result="ok") == 20
+        assert total(samples, "revoker_build_info") == 1
+        access = [json.loads(line) for line in server.log.splitlines()
+                  if line.startswith("{") and '"revoker.access"' in line]
+        assert {entry["pid"] for entry in access if entry["route"] == "/v1/check/{jti}"} \
+            == workers, "both workers answered requests"
+        assert server.terminate() == 0
+    assert not directory.exists(), "the multiprocess metrics directory is removed at exit"
+
+
+def test_a_dead_worker_is_replaced_and_counts_survive(redis_server: RedisProcess,
+                                                     prefix: str) -> None:
+    env = {"REVOKER_STORE_URL": redis_server.url, "REVOKER_KEY_PREFIX": prefix,
+           "REVOKER_WORKERS": "2", "REVOKER_ACCESS_LOG": "false"}
+    with serving(env) as server:
+        poll_until(lambda: len(listeners(server.port)) == 2, what="two listening workers")
+        before = listeners(server.port)
+        for _ in range(10):
+            assert request(server, "/healthz")[0] == 200
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        poll_until(lambda: len(listeners(server.port)) == 2 and victim not in
+                   listeners(server.port), what="a replacement worker")
+        samples = scrape(server)
+        assert total(samples, "revoker_worker_restarts_total") == 1
+        # The dead worker's requests still count: counters are monotonic across restarts.
+        assert total(samples, "revoker_http_requests_total", route="/healthz") >= 10
+        assert "died with exit code -9; restarting" in server.log
+        assert server.terminate() == 0
+
+
+# -- graceful shutdown ------------------------------------------------------------------------
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisProcess]:
+    """A Redis this test may freeze without disturbing any other test."""
+    server = RedisProcess().start()
+    yield server
+    server.thaw()
+    server.stop()
+
+
+def _in_background(server: Serve, path: str, body: Any,
+                   timeout_s: float) -> tuple[threading.Thread, list[Any]]:
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(request(server, path, "POST", body, timeout_s=timeout_s))
+        except OSError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def _refuses_connections(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return False
+    except OSError:
+        return True
+
+
+def test_sigterm_stops_accepting_and_finishes_the_in_flight_request(
+        own_redis: RedisProcess, prefix: str) -> None:
+    env = {"REVOKER_STORE_URL": own_redis.url, "REVOKER_KEY_PREFIX": prefix,
+           "REVOKER_WORKERS": "2", "REVOKER_STORE_TIMEOUT": "8",
+           "REVOKER_SHUTDOWN_TIMEOUT": "10"}
+    with serving(env) as server:
+        poll_until(lambda: len(listeners(server.port)) == 2, what="two listening workers")
+        own_redis.freeze()  # the revoke below now waits on Redis: it is in flight
+        thread, outcome = _in_background(server, "/v1/revocations",
+                                         {"kind": "jti", "value": "in-flight", "ttl": 600}, 15)
+        time.sleep(0.5)  # let the request reach a worker; nothing observable to poll here
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        poll_until(lambda: _refuses_connections(server.port), what="listeners to close")
+        assert server.proc.poll() is None, "still draining the in-flight request"
+        own_redis.thaw()
+        thread.join(DEADLINE_S)
+        assert outcome and outcome[0][0] == 201, outcome
+        assert server.proc.wait(timeout=DEADLINE_S) == 0
+        assert "all workers stopped" in server.log
+    assert own_redis.cli("EXISTS", f"{prefix}jti:in-flight").strip() == b"1"
+
+
+def test_shutdown_is_bounded_by_the_shutdown_timeout(own_redis: RedisProcess,
+                                                    prefix: str) -> None:
+    env = {"REVOKER_STORE_URL": own_redis.url, "REVOKER_KEY_PREFIX": prefix,
+           "REVOKER_STORE_TIMEOUT": "30", "REVOKER_SHUTDOWN_TIMEOUT": "1"}
+    with serving(env) as server:
+        own_redis.freeze()
+        thread, outcome = _in_background(server, "/v1/revocations",
+                                         {"kind": "jti", "value": "stuck", "ttl": 600}, 25)
+        time.sleep(0.5)  # let the request reach the worker
+        started = time.monotonic()
+        assert server.terminate() == 0
+        assert time.monotonic() - started < 6, "gave up on the stuck request after ~1 s"
+        thread.join(DEADLINE_S)
+        assert outcome and isinstance(outcome[0], OSError), "the stuck request was cut off"
+
+
+# -- HTTPS and client certificates ------------------------------------------------------------
+
+class Pki:
+    """A throw-away CA with a server certificate for 127.0.0.1 and client certificates."""
+
+    def __init__(self, directory: Path, name: str = "revoker test CA") -> None:
+        self.dir = directory
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        self.name = subject
+        self.cert = (self._builder(subject, self.key.public_key())
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+                     .sign(self.key, hashes.SHA256()))
+        self.ca_path = self._write(f"{name}-ca.pem", self.cert)
+
+    def _builder(self, subject: x509.Name, public: Any) -> x509.CertificateBuilder:
+        now = dt.datetime.now(dt.UTC)
+        return (x509.CertificateBuilder().subject_name(subject).issuer_name(self.name)
+                .public_key(public).serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(minutes=5))
+                .not_valid_after(now + dt.timedelta(hours=1)))
+
+    def _write(self, filename: str, cert: x509.Certificate) -> str:
+        path = self.dir / filename
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return str(path)
+
+    def issue(self, common_name: str, *, server: bool) -> tuple[str, str]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = (self._builder(subject, key.public_key())
+                   .add_extension(x509.ExtendedKeyUsage([usage]), False))
+        if server:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        cert_path = self._write(f"{common_name}.pem", cert)
+        key_path = self.dir / f"{common_name}.key"
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return cert_path, str(key_path)
+
+
+def client_context(ca_path: str, cert: tuple[str, str] | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_path)
+    if cert is not None:
+        context.load_cert_chain(*cert)
+    return context
+
+
+def test_https_with_a_server_certificate(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    cert, key = pki.issue("server", server=True)
+    env = {"REVOKER_TLS_CERT": cert, "REVOKER_TLS_KEY": key}
+    with serving(env, scheme="https", context=client_context(pki.ca_path)) as server:
+        status, body = request(server, "/healthz")
+        assert status == 200 and json.loads(body) == {"status": "ok"}
+        with pytest.raises(OSError):  # plain HTTP on the HTTPS port gets no HTTP answer
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=3)
+        assert server.terminate() == 0
+
+
+def test_client_certificates_are_required_with_a_client_ca(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    rogue = Pki(tmp_path, "rogue CA")
+    cert, key = pki.issue("server", server=True)
+    good_client = pki.issue("gateway", server=False)
+    rogue_client = rogue.issue("intruder", server=False)
+    env = {"REVOKER_TLS_CERT": cert, "REVOKER_TLS_KEY": key,
+           "REVOKER_TLS_CLIENT_CA": pki.ca_path}
+    with serving(env, scheme="https",
+                 context=client_context(pki.ca_path, good_client)) as server:
+        assert request(server, "/healthz")[0] == 200
+        for refused in (client_context(pki.ca_path), client_context(pki.ca_path, rogue_client)):
+            server.context = refused
+            with pytest.raises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
+                request(server, "/healthz")
+        assert server.terminate() == 0
