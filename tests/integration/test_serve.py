@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import http.client
 import ipaddress
 import json
 import os
@@ -365,7 +366,8 @@ def test_https_with_a_server_certificate(tmp_path: Path) -> None:
     with serving(env, scheme="https", context=client_context(pki.ca_path)) as server:
         status, body = request(server, "/healthz")
         assert status == 200 and json.loads(body) == {"status": "ok"}
-        with pytest.raises(OSError):  # plain HTTP on the HTTPS port gets no HTTP answer
+        # Plain HTTP on the HTTPS port gets no HTTP answer.
+        with pytest.raises((ConnectionError, http.client.HTTPException, urllib.error.URLError)):
             urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=3)
         assert server.terminate() == 0
 
