@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from revoker.web.jsonio import respond
 from revoker.web.problem import problem
@@ -37,11 +37,18 @@ async def readyz(request: web.Request) -> web.Response:
     return respond({"status": "ready", "checks": checks, "warnings": health.warnings})
 
 
+#: The classic text format every Prometheus (2.x and 3.x) and agent parses; newer
+#: prometheus-client releases default to announcing version 1.0.0 for the same bytes.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    """This process's metrics or, with several workers, every worker's merged: the
+    server sets ``METRICS_REGISTRY`` to a multiprocess collector. Costs no store call."""
     registry = request.app.get(METRICS_REGISTRY) or REGISTRY
     body = generate_latest(registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 #: Set by the server in multi-process mode to a registry that merges every worker.
