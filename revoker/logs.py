@@ -18,7 +18,9 @@ _RESERVED: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))
     "message", "asctime", "taskName"}
 
 
-class _RequestIdFilter(logging.Filter):
+class RequestIdFilter(logging.Filter):
+    """Stamps every record with the id of the request being served (or None)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = REQUEST_ID.get()
         return True
@@ -57,7 +59,7 @@ class TextFormatter(logging.Formatter):
 def configure(*, fmt: str = "text", level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.addFilter(_RequestIdFilter())
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -1,0 +1,191 @@
+"""Logs: a full session never leaks token or key material; JSON lines; request ids.
+
+Every record of every logger is captured at DEBUG (more than production logs) and
+rendered with both formatters, and each rendering is scanned for the secrets the session
+used: API keys (valid and invalid), the JWT signing secret, and every token's payload and
+signature segments.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from typing import Any
+
+import jwt
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from revoker import logs
+from revoker.config import Settings
+from revoker.logs import REQUEST_ID, JsonFormatter, RequestIdFilter, TextFormatter
+from revoker.web.app import create_app
+from tests.web.conftest import ADMIN_KEY, CHECK_KEY, KEYS_ENV, REVOKE_KEY, MakeClient, auth
+
+JWT_SECRET = "jwt-signing-secret-never-logged-0123456789abcdef"
+WRONG_KEY = "rvk_wrong_key_that_must_not_be_logged_42"
+
+
+def make_token(jti: str, **claims: Any) -> str:
+    now = int(time.time())
+    payload = {"jti": jti, "sub": "alice@example.com", "iat": now, "exp": now + 600,
+               "sid": "session-1", **claims}
+    return jwt.encode(payload, JWT_SECRET, algorithm="HS256")
+
+
+def secrets_of(tokens: list[str]) -> list[str]:
+    """What must never appear: keys, the signing secret, and each token's parts (the
+    header segment alone is a generic constant, so it is not a secret)."""
+    found = [ADMIN_KEY, REVOKE_KEY, CHECK_KEY, WRONG_KEY, JWT_SECRET]
+    for token in tokens:
+        _, payload, signature = token.split(".")
+        found += [token, payload, signature]
+    return found
+
+
+@pytest.fixture
+def captured(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG)
+    caplog.handler.addFilter(RequestIdFilter())
+    return caplog
+
+
+async def run_session(client: Any, tokens: dict[str, str]) -> None:
+    """Revoke, check, authz, introspect and a series of failures."""
+    revoked, live, expired = tokens["revoked"], tokens["live"], tokens["expired"]
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/v1/revocations", {"json": {"token": revoked, "reason": "stolen"},
+                                     "headers": auth(REVOKE_KEY)}),
+        ("POST", "/v1/revocations", {"json": {"token": expired}, "headers": auth(REVOKE_KEY)}),
+        ("POST", "/v1/revocations", {"json": {"kind": "sub", "value": "mallory"},
+                                     "headers": auth(ADMIN_KEY)}),
+        ("POST", "/v1/check", {"json": {"token": revoked}, "headers": auth(CHECK_KEY)}),
+        ("POST", "/v1/check", {"json": {"token": live}, "headers": auth(CHECK_KEY)}),
+        ("POST", "/v1/check/batch", {"json": {"items": [{"token": live}, {"token": revoked}]},
+                                     "headers": auth(CHECK_KEY)}),
+        ("GET", "/v1/authz", {"headers": {"Authorization": f"Bearer {live}",
+                                          "X-Revoker-Key": CHECK_KEY}}),
+        ("GET", "/v1/authz/some/path", {"headers": {"Authorization": f"Bearer {revoked}",
+                                                    "X-Revoker-Key": CHECK_KEY}}),
+        ("GET", "/v1/authz", {"headers": {"Authorization": f"Bearer {expired}",
+                                          "X-Revoker-Key": CHECK_KEY}}),
+        ("POST", "/oauth2/introspect", {"data": {"token": revoked},
+                                        "headers": auth(CHECK_KEY)}),
+        # Failures: wrong keys, malformed tokens and bodies, missing scope, unknown routes.
+        ("POST", "/v1/check", {"json": {"token": live}, "headers": auth(WRONG_KEY)}),
+        ("GET", "/v1/authz", {"headers": {"Authorization": f"Bearer {live}",
+                                          "X-Revoker-Key": WRONG_KEY}}),
+        ("POST", "/v1/check", {"json": {"token": live[:-7] + "garbage"},
+                               "headers": auth(CHECK_KEY)}),
+        ("POST", "/v1/check", {"data": f'{{"token": "{live}"', "headers": {
+            **auth(CHECK_KEY), "Content-Type": "application/json"}}),
+        ("POST", "/v1/revocations", {"json": {"token": live}, "headers": auth(CHECK_KEY)}),
+        ("DELETE", "/v1/revocations/jti/x", {"headers": auth(REVOKE_KEY)}),
+        ("GET", f"/nowhere/{WRONG_KEY}", {"headers": {"X-Revoker-Key": WRONG_KEY}}),
+        ("POST", "/v1/logout", {"headers": {"Authorization": f"Bearer {live}"}}),
+        ("POST", "/oauth2/revoke", {"data": {"token": live}, "headers": auth(REVOKE_KEY)}),
+    ]
+    statuses = []
+    for method, path, kwargs in calls:
+        resp = await client.request(method, path, **kwargs)
+        await resp.read()
+        statuses.append(resp.status)
+    assert all(status < 500 for status in statuses), statuses
+    assert 401 in statuses and 400 in statuses and 403 in statuses
+
+
+async def test_a_full_session_logs_no_token_or_key_material(
+        store_url: str, prefix: str, captured: pytest.LogCaptureFixture) -> None:
+    now = int(time.time())
+    tokens = {"revoked": make_token("jti-revoked"), "live": make_token("jti-live"),
+              "expired": make_token("jti-expired", iat=now - 900, exp=now - 300)}
+    settings = Settings.from_env({
+        "REVOKER_STORE_URL": store_url, "REVOKER_API_KEYS": KEYS_ENV,
+        "REVOKER_KEY_PREFIX": prefix, "REVOKER_ACCESS_LOG": "true",
+        "REVOKER_JWT_ALGORITHMS": "HS256", "REVOKER_JWT_SECRET": JWT_SECRET})
+    server = TestServer(create_app(settings))
+    await server.start_server(access_log=None)  # as revoker.server runs it
+    client = TestClient(server)
+    try:
+        await run_session(client, tokens)
+    finally:
+        await client.close()  # shutdown logging is part of the session too
+
+    records = captured.records
+    assert any(r.name == "revoker.access" for r in records), "the access log was on"
+    renderings = [JsonFormatter(), TextFormatter()]
+    lines = [fmt.format(record) for record in records for fmt in renderings]
+    lines += [repr(vars(record)) for record in records]
+    for secret in secrets_of(list(tokens.values())):
+        leaking = [line for line in lines if secret in line]
+        assert not leaking, f"secret material in logs: {leaking[:1]}"
+    assert not [line for line in lines if "Bearer " in line], "no Authorization header logged"
+
+
+async def test_access_log_lines_carry_the_request_id(
+        make_client: MakeClient, captured: pytest.LogCaptureFixture) -> None:
+    client = await make_client(REVOKER_ACCESS_LOG="true")
+    resp = await client.get("/v1/check/abc", headers={**auth(CHECK_KEY),
+                                                       "X-Request-Id": "trace-42.a:b"})
+    assert resp.headers["X-Request-Id"] == "trace-42.a:b"
+    resp = await client.get("/v1/check/abc", headers=auth(CHECK_KEY))
+    generated = resp.headers["X-Request-Id"]
+    assert len(generated) == 32 and generated != "trace-42.a:b"
+    resp = await client.get("/healthz", headers={"X-Request-Id": "bad id\twith tab"})
+    assert resp.headers["X-Request-Id"] != "bad id\twith tab", "unsafe ids are replaced"
+
+    access = [r for r in captured.records if r.name == "revoker.access"]
+    entries = [json.loads(JsonFormatter().format(record)) for record in access]
+    assert [e["request_id"] for e in entries][:2] == ["trace-42.a:b", generated]
+    first = entries[0]
+    assert first["route"] == "/v1/check/{jti}" and first["status"] == 200
+    assert first["method"] == "GET" and first["level"] == "info"
+    assert {"ts", "logger", "msg", "duration_ms", "pid"} <= set(first)
+
+
+async def test_access_log_can_be_turned_off(make_client: MakeClient,
+                                            captured: pytest.LogCaptureFixture) -> None:
+    client = await make_client(REVOKER_ACCESS_LOG="false")
+    resp = await client.get("/healthz")
+    assert resp.status == 200
+    assert not [r for r in captured.records if r.name == "revoker.access"]
+
+
+def test_configure_json_writes_one_object_per_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        logs.configure(fmt="json", level="INFO")
+        token = REQUEST_ID.set("req-1")
+        logging.getLogger("revoker.test").info("hello %s", "world", extra={"route": "/x"})
+        REQUEST_ID.reset(token)
+        logging.getLogger("revoker.test").debug("below the level")
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["msg"] == "hello world" and entry["request_id"] == "req-1"
+    assert entry["route"] == "/x" and entry["logger"] == "revoker.test"
+    assert entry["ts"].endswith("Z")
+
+
+def test_configure_text_is_readable(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        logs.configure(fmt="text", level="INFO")
+        logging.getLogger("revoker.test").warning("plain words")
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    line = stream.getvalue().strip()
+    assert "WARNING" in line and "revoker.test: plain words" in line
+    assert not line.startswith("{")
