@@ -125,3 +125,20 @@ def sign(key: Any, alg: str, payload: dict[str, Any], *, kid: str | None = None,
     if kid is not None:
         extra["kid"] = kid
     return jwt.encode(payload, key, algorithm=alg, headers=extra or None)
+
+
+def self_signed_cert_b64(key: rsa.RSAPrivateKey) -> str:
+    """A self-signed certificate for ``key``, as an ``x5c`` entry (standard base64 DER)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "attacker")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
