@@ -121,6 +121,15 @@ class Store(ABC):
     async def last_event_id(self) -> str | None:
         return await self._bounded(self._last_event_id())
 
+    async def remember_once(self, key_suffix: str, expires_at: int) -> bool:
+        """Mark ``{prefix}{key_suffix}`` as seen until ``expires_at``; True the first time,
+        False while it is still remembered (replay protection for logout tokens and SETs).
+        Atomic: of two concurrent callers, exactly one gets True."""
+        return await self._bounded(self._remember_once(self.prefix + key_suffix, expires_at))
+
+    async def _remember_once(self, key: str, expires_at: int) -> bool:
+        raise NotImplementedError(f"{type(self).__name__} cannot remember ids")
+
     async def health(self) -> StoreHealth:
         try:
             return await self._bounded(self._health())

@@ -33,6 +33,7 @@ class MemoryStore(Store):
         self._log: deque[Event] = deque(maxlen=events_maxlen)
         self._last_id = (0, 0)
         self._appended = asyncio.Event()
+        self._seen: dict[str, int] = {}  # remember_once keys -> expires_at
 
     def _live(self, pair: tuple[str, str]) -> Record | None:
         record = self._records.get(pair)
@@ -113,6 +114,15 @@ class MemoryStore(Store):
 
     async def _last_event_id(self) -> str | None:
         return self._log[-1].id if self._log else None
+
+    async def _remember_once(self, key: str, expires_at: int) -> bool:
+        now = self._clock()
+        if self._seen.get(key, 0) > now:
+            return False
+        if len(self._seen) >= 4096:
+            self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
+        self._seen[key] = expires_at
+        return True
 
     async def _health(self) -> StoreHealth:
         return StoreHealth(ok=True, detail={"backend": "memory", "records": len(self._records)},

@@ -136,13 +136,15 @@ class RedisStore(Store):
         return keys, [record.to_json(), record.expires_at, cutoff, self.events_maxlen, at]
 
     async def _upsert_many(self, records: Sequence[Record], at: int) -> list[Upserted]:
-        pipe = self.client.pipeline(transaction=False)
-        for record in records:
-            keys, args = self._upsert_args(record, at)
-            await self._upsert_script(keys=keys, args=args, client=pipe)
-        if self.wait_replicas:
-            pipe.wait(self.wait_replicas, int(self.wait_timeout_s * 1000))
-        replies = await pipe.execute(raise_on_error=True)
+        # ``async with``: a pipeline cut short by the store timeout must still give its
+        # connection back (redis-py only releases it on a completed ``execute``).
+        async with self.client.pipeline(transaction=False) as pipe:
+            for record in records:
+                keys, args = self._upsert_args(record, at)
+                await self._upsert_script(keys=keys, args=args, client=pipe)
+            if self.wait_replicas:
+                pipe.wait(self.wait_replicas, int(self.wait_timeout_s * 1000))
+            replies = await pipe.execute(raise_on_error=True)
         if self.wait_replicas:
             self._check_durable(replies.pop())
         results = [Upserted(Record.from_json(stored), created=bool(created))
@@ -157,11 +159,11 @@ class RedisStore(Store):
                              "acknowledged the write in time")
 
     async def _append_events(self, kind: str, records: Sequence[Record], at: int) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        for record in records:
-            pipe.xadd(self.events_key, {"type": kind, "record": record.to_json(), "at": at},
-                      maxlen=self.events_maxlen, approximate=True)
-        await pipe.execute()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for record in records:
+                pipe.xadd(self.events_key, {"type": kind, "record": record.to_json(), "at": at},
+                          maxlen=self.events_maxlen, approximate=True)
+            await pipe.execute()
 
     async def _get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
         raw = await self.client.mget([self.key(kind, value) for kind, value in pairs])
@@ -172,10 +174,10 @@ class RedisStore(Store):
         if self.same_slot_events:
             keys.append(self.events_key)
         if self.wait_replicas:
-            pipe = self.client.pipeline(transaction=False)
-            await self._delete_script(keys=keys, args=[self.events_maxlen, at], client=pipe)
-            pipe.wait(self.wait_replicas, int(self.wait_timeout_s * 1000))
-            old, acknowledged = await pipe.execute(raise_on_error=True)
+            async with self.client.pipeline(transaction=False) as pipe:
+                await self._delete_script(keys=keys, args=[self.events_maxlen, at], client=pipe)
+                pipe.wait(self.wait_replicas, int(self.wait_timeout_s * 1000))
+                old, acknowledged = await pipe.execute(raise_on_error=True)
             self._check_durable(acknowledged)
         else:
             old = await self._delete_script(keys=keys, args=[self.events_maxlen, at])
@@ -239,6 +241,9 @@ class RedisStore(Store):
     async def _last_event_id(self) -> str | None:
         entries = await self.client.xrevrange(self.events_key, count=1)
         return _text(entries[0][0]) if entries else None
+
+    async def _remember_once(self, key: str, expires_at: int) -> bool:
+        return bool(await self.client.set(key, b"1", nx=True, exat=expires_at))
 
     async def _health(self) -> StoreHealth:
         await self.client.ping()
