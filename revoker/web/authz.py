@@ -90,16 +90,13 @@ async def authz(request: web.Request) -> web.Response:
 
 def success_headers(verified: Verified, mappings: tuple[tuple[str, str], ...]
                     ) -> dict[str, str]:
-    headers = {"Cache-Control": "no-store"}
+    """Identity headers are always present (empty when the claim is absent), so a gateway
+    that copies them always overwrites whatever the client sent under those names."""
     claims = verified.claims
-    if claims.sub is not None:
-        headers["X-Auth-Subject"] = claims.sub
-    if claims.jti is not None:
-        headers["X-Auth-Jti"] = claims.jti
+    headers = {"Cache-Control": "no-store", "X-Auth-Subject": claims.sub or "",
+               "X-Auth-Jti": claims.jti or ""}
     for claim, header in mappings:
-        value = header_value(verified.payload.get(claim))
-        if value is not None:
-            headers[header] = value
+        headers[header] = header_value(verified.payload.get(claim)) or ""
     return headers
 
 

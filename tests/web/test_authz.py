@@ -163,7 +163,11 @@ async def test_claim_header_mappings(make_client: Any, jwt_env: dict[str, str],
     assert resp.headers["X-Auth-Roles"] == "reader,writer"
     assert resp.headers["X-Auth-Admin"] == "true"
     assert resp.headers["X-Auth-N"] == "7"
-    assert "X-Auth-Tenant" not in resp.headers and "X-Injected" not in resp.headers
+    # unsafe or absent claims give empty headers, so a client-sent value is overwritten
+    assert resp.headers["X-Auth-Tenant"] == "" and "X-Injected" not in resp.headers
+    resp = await client.get("/v1/authz", headers=bearer(keyset.token(sub=None)))
+    assert resp.status == 200
+    assert resp.headers["X-Auth-Subject"] == "" and resp.headers["X-Auth-Email"] == ""
 
 
 async def test_rejections_are_counted(make_client: Any, jwt_env: dict[str, str],
