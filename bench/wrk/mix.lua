@@ -1,0 +1,73 @@
+-- One wrk script for every row, so revoker and the baselines get the same request mix.
+-- BENCH_ROW: check_jti | check_claims | authz | revoke
+-- BENCH_DATA: file with one revoked jti (check rows) or one token (authz rows) per line
+-- BENCH_REVOKED_PCT: share of check requests that name a revoked jti (default 1)
+-- BENCH_KEY: API key sent as X-Revoker-Key
+local row = os.getenv("BENCH_ROW") or "check_jti"
+local data_file = os.getenv("BENCH_DATA")
+local revoked_pct = tonumber(os.getenv("BENCH_REVOKED_PCT") or "1")
+local key = os.getenv("BENCH_KEY") or ""
+local nthreads = tonumber(os.getenv("BENCH_THREADS") or "2")
+local lines = {}
+local counter = 0
+local tag = ""
+local now = os.time()
+
+local threads = {}
+local next_id = 0
+function setup(thread)
+  next_id = next_id + 1
+  thread:set("tid", next_id)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  tag = tostring(tid or 0) .. "-" .. tostring(math.random(1, 1000000000))
+  math.randomseed(os.time() * 1000 + (tid or 0))
+  if data_file then
+    for line in io.lines(data_file) do
+      if #line > 0 then table.insert(lines, line) end
+    end
+  end
+  counter = (tid or 1) - 1
+end
+
+local function jti()
+  counter = counter + 1
+  if #lines > 0 and math.random() * 100 < revoked_pct then
+    return lines[math.random(1, #lines)]
+  end
+  return "live-" .. tag .. "-" .. counter
+end
+
+function request()
+  if row == "check_jti" then
+    return wrk.format("GET", "/v1/check/" .. jti(), {["X-Revoker-Key"] = key})
+  elseif row == "check_claims" then
+    local body = '{"claims":{"jti":"' .. jti() .. '","sub":"user-' .. (counter % 5000)
+      .. '","iat":' .. now .. '}}'
+    return wrk.format("POST", "/v1/check",
+      {["X-Revoker-Key"] = key, ["Content-Type"] = "application/json"}, body)
+  elseif row == "authz" then
+    -- threads take interleaved tokens, so each token recurs only once per full cycle
+    counter = counter + nthreads
+    local token = lines[(counter % #lines) + 1]
+    return wrk.format("GET", "/v1/authz",
+      {["X-Revoker-Key"] = key, ["Authorization"] = "Bearer " .. token})
+  elseif row == "revoke" then
+    counter = counter + 1
+    local body = '{"kind":"jti","value":"rv-' .. tag .. '-' .. counter .. '","ttl":3600}'
+    return wrk.format("POST", "/v1/revocations",
+      {["X-Revoker-Key"] = key, ["Content-Type"] = "application/json"}, body)
+  end
+  return wrk.format("GET", "/")
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"requests":%d,"duration_us":%d,"socket_errors":%d,"non2xx":%d,' ..
+    '"p50_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d}\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max))
+end
