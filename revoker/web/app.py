@@ -16,14 +16,30 @@ from revoker.keys import KeyRing
 from revoker.model import Lifetimes
 from revoker.service import Revoker
 from revoker.store import Store, open_store
-from revoker.web import check, events, health, revocations
+from revoker.web import (
+    authz,
+    check,
+    events,
+    health,
+    introspect,
+    logout,
+    mirror_setup,
+    oauth,
+    oidc,
+    openapi,
+    revocations,
+    ssf,
+    stream,
+)
 from revoker.web.middlewares import errors, request_context
 from revoker.web.state import KEYRING, READINESS, SERVICE, SETTINGS, STORE
 
 log = logging.getLogger(__name__)
 
 #: Every API area; each module has ``routes`` and may have ``setup(app)`` for resources.
-ROUTE_MODULES: tuple[ModuleType, ...] = (health, check, revocations, events)
+ROUTE_MODULES: tuple[ModuleType, ...] = (health, openapi, check, revocations, events, stream,
+                                           mirror_setup, authz, introspect, logout, oauth,
+                                           oidc, ssf)
 STARTUP_RETRY_S = 10.0
 
 
