@@ -383,9 +383,15 @@ def _number(payload: dict[str, Any], name: str) -> float | None:
     value = payload.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenError("malformed token")
-    return float(value)
+    try:
+        number = float(value)  # a huge JSON integer overflows here
+    except OverflowError:
+        raise TokenError("malformed token") from None
+    if not math.isfinite(number):
+        raise TokenError("malformed token")
+    return number
 
 
 def _digest(token: str) -> bytes:

@@ -24,7 +24,8 @@ from revoker.web.state import SERVICE, SETTINGS, VALIDATOR
 routes = web.RouteTableDef()
 DEGRADED_HEADER: Final = "X-Revoker-Degraded"
 MAX_HEADER_VALUE: Final = 1024
-_SAFE_VALUE: Final = re.compile(r"^[\x20-\x7e\u00a0-\U0010ffff]*$")
+#: Printable, no control characters (no header injection), no lone surrogates (not UTF-8).
+_SAFE_VALUE: Final = re.compile(r"^[\x20-\x7e\u00a0-\ud7ff\ue000-\U0010ffff]*$")
 
 
 def setup(app: web.Application) -> None:

@@ -66,8 +66,25 @@ async def introspect(request: web.Request) -> web.Response:
 def active_body(payload: dict[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = {"active": True, "token_type": "Bearer"}
     for name in STANDARD_CLAIMS:
-        if name in payload:
+        if name in payload and _json_safe(payload[name]):
             body[name] = payload[name]
-    if "client_id" not in body and isinstance(payload.get("azp"), str):
+    if "client_id" not in body and isinstance(payload.get("azp"), str) \
+            and _json_safe(payload["azp"]):
         body["client_id"] = payload["azp"]
     return body
+
+
+def _json_safe(value: Any, depth: int = 0) -> bool:
+    """Whether a claim can be echoed as JSON: a lone surrogate (legal in a JSON escape,
+    not in UTF-8) or a deep structure would otherwise turn an answer into a 500."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if value is None or isinstance(value, bool | int | float):
+        return not isinstance(value, int) or abs(value) < 2**63
+    if isinstance(value, list) and depth < 2:
+        return all(_json_safe(item, depth + 1) for item in value)
+    return False

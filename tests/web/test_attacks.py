@@ -147,6 +147,8 @@ ATTACKS: dict[str, tuple[Attack, str]] = {
     "JSON array payload": (lambda k: jwt.api_jws.encode(b"[1,2]", k.rsa, algorithm="RS256",
                                                         headers={"kid": "rsa1"}),
                            "malformed token"),
+    "numeric date overflowing a float": (lambda k: k.token(exp=10**400), "malformed token"),
+    "numeric date as a string": (lambda k: k.token(nbf="0"), "malformed token"),
     "ES256 all-zero signature": (es256_zero_signature, "bad signature"),
     "ES256 signature of the wrong length": (
         lambda k: forge({"alg": "ES256", "kid": "ec1"}, claims(), bytes(70)), "bad signature"),

@@ -153,10 +153,11 @@ async def test_claim_header_mappings(make_client: Any, jwt_env: dict[str, str],
                                      keyset: KeySet) -> None:
     client = await make_client(
         REVOKER_AUTHZ_CLAIM_HEADERS="email=X-Auth-Email,roles=X-Auth-Roles,"
-                                    "tenant=X-Auth-Tenant,admin=X-Auth-Admin,n=X-Auth-N",
+                                    "tenant=X-Auth-Tenant,admin=X-Auth-Admin,n=X-Auth-N,"
+                                    "nick=X-Auth-Nick",
         **jwt_env)
     token = keyset.token(email="a@example.test", roles=["reader", "writer"],
-                         tenant="evil\r\nX-Injected: 1", admin=True, n=7)
+                         tenant="evil\r\nX-Injected: 1", admin=True, n=7, nick="\ud800")
     resp = await client.get("/v1/authz", headers=bearer(token))
     assert resp.status == 200
     assert resp.headers["X-Auth-Email"] == "a@example.test"
@@ -165,6 +166,7 @@ async def test_claim_header_mappings(make_client: Any, jwt_env: dict[str, str],
     assert resp.headers["X-Auth-N"] == "7"
     # unsafe or absent claims give empty headers, so a client-sent value is overwritten
     assert resp.headers["X-Auth-Tenant"] == "" and "X-Injected" not in resp.headers
+    assert resp.headers["X-Auth-Nick"] == ""
     resp = await client.get("/v1/authz", headers=bearer(keyset.token(sub=None)))
     assert resp.status == 200
     assert resp.headers["X-Auth-Subject"] == "" and resp.headers["X-Auth-Email"] == ""

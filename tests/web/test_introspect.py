@@ -53,6 +53,18 @@ async def test_active_token_carries_standard_claims(make_client: Any, store_url:
     assert "email" not in body and "sid" not in body
 
 
+async def test_claims_that_cannot_be_json_are_left_out(make_client: Any,
+                                                       jwt_env: dict[str, str],
+                                                       keyset: KeySet) -> None:
+    client = await make_client(**jwt_env)
+    token = keyset.token(scope="bad \ud800 scope", nbf=-10**30, username=["a", "b"])
+    resp = await client.post(URL, data={"token": token}, headers=auth(CHECK_KEY))
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["active"] is True and body["username"] == ["a", "b"]
+    assert "scope" not in body and "nbf" not in body
+
+
 async def test_revoked_and_invalid_tokens_are_inactive_and_nothing_else(
         make_client: Any, store_url: str, jwt_env: dict[str, str], keyset: KeySet) -> None:
     client = await make_client(store_url, **jwt_env)
