@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from revoker import metrics
 from revoker.config import Settings
 from revoker.errors import ConfigError, TokenError
 from revoker.tokens import (
+    REASONS,
     JwksKeys,
     StaticKeys,
     TokenValidator,
@@ -26,7 +29,7 @@ from revoker.tokens import (
 )
 from tests.conftest import FakeClock
 from tests.jwks_server import JwksServer
-from tests.jwt_factory import AUDIENCE, HS_SECRET, ISSUER, KeySet, jwk, pem, pooled_rsa
+from tests.jwt_factory import AUDIENCE, HS_SECRET, ISSUER, KeySet, b64json, jwk, pem, pooled_rsa
 from tests.redis_proc import free_port
 
 MAX_LIFETIME = 3600
@@ -418,3 +421,24 @@ def test_private_jwk_is_never_used() -> None:
     data["d"] = base64.urlsafe_b64encode(
         numbers.private_value.to_bytes(32, "big")).rstrip(b"=").decode()
     assert parse_jwks({"keys": [data]}) == {}
+
+
+# -- fuzz: nothing but TokenError ever comes out of validate ----------------------------------
+
+_SEGMENT = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/!",
+                   max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(token=st.one_of(st.text(max_size=200),
+                       st.builds(lambda a, b, c: f"{a}.{b}.{c}", _SEGMENT, _SEGMENT, _SEGMENT),
+                       st.builds(lambda h, p: f"{b64json(h)}.{b64json(p)}.AAAA",
+                                 st.dictionaries(st.sampled_from(["alg", "kid", "typ", "jku"]),
+                                                 st.one_of(st.text(max_size=10), st.integers(),
+                                                           st.none())),
+                                 st.dictionaries(st.text(max_size=5), st.integers()))))
+def test_garbage_only_ever_raises_token_error(token: str) -> None:
+    validator = make_validator(StaticKeys(secret=None), time.time, cache_size=0)
+    with pytest.raises(TokenError) as caught:
+        validator.validate(token)
+    assert caught.value.reason in REASONS or caught.value.reason.startswith("missing claim: ")
