@@ -35,6 +35,13 @@ log = logging.getLogger("revoker.access")
 errlog = logging.getLogger(__name__)
 _REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 RETRY_AFTER_S: Final = "1"
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method_label(method: str) -> str:
+    """Clients choose the method (``/v1/authz`` takes any): an unusual one is counted as
+    ``other`` so that it cannot create new metric series."""
+    return method if method in _METHODS else "other"
 
 
 def _route_label(request: web.Request) -> str:
@@ -57,12 +64,18 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     try:
         response = await handler(request)
         status = response.status
-        response.headers["X-Request-Id"] = request_id
+        if not response.prepared:  # a stream has sent its headers already
+            response.headers["X-Request-Id"] = request_id
         return response
+    except web.HTTPException as exc:  # below 400, passed through by ``errors``
+        status = exc.status
+        exc.headers["X-Request-Id"] = request_id
+        raise
     finally:
         elapsed = time.perf_counter() - started
         route = _route_label(request)
-        metrics.HTTP_REQUESTS.labels(route=route, method=request.method, status=status).inc()
+        metrics.HTTP_REQUESTS.labels(route=route, method=_method_label(request.method),
+                                     status=status).inc()
         metrics.HTTP_DURATION.labels(route=route).observe(elapsed)
         if request.app[SETTINGS].access_log:
             log.info("%s %s %d %.1fms", request.method, route, status, elapsed * 1000,

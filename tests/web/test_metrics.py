@@ -156,3 +156,14 @@ def _commands(redis: RedisProcess) -> int:
         if line.startswith("total_commands_processed:"):
             return int(line.split(":")[1])
     pytest.fail("no total_commands_processed in INFO")
+
+
+async def test_unusual_methods_do_not_create_series(client: Any) -> None:
+    for method in ("FOOBAR", "XYZZY1", "PROPFIND"):
+        resp = await client.request(method, "/v1/authz", headers={"X-Revoker-Key": CHECK_KEY})
+        assert resp.status < 500
+    _, samples = await scrape(client)
+    methods = {dict(labels)["method"] for (name, labels) in samples
+               if name == "revoker_http_requests_total"}
+    assert "other" in methods
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
