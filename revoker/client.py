@@ -12,6 +12,7 @@ told apart from a bad request.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from revoker.model import Event, Record
 
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
 USER_AGENT: Final = "revoker-client"
+RECONNECT_DELAY_S: Final = 0.2
 
 
 class ClientError(Exception):
@@ -254,7 +256,7 @@ class RevokerClient:
                     last = event.id
                     yield event
             except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError):
-                continue  # cut off (e.g. as a slow consumer): resume where we were
+                await asyncio.sleep(RECONNECT_DELAY_S)  # cut off: resume where we were
 
     async def _stream_once(self, after: str | None) -> AsyncIterator[Event]:
         headers = {**self._headers(), "Accept": "text/event-stream"}

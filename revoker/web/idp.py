@@ -12,6 +12,7 @@ route that knows the format.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -50,8 +51,8 @@ class TrustedIssuers:
         return issuer in self._by_issuer
 
     async def start(self) -> None:
-        for validator in self._by_issuer.values():
-            await validator.start()
+        """First fetches run together: one slow provider delays start-up once, not N times."""
+        await asyncio.gather(*(v.start() for v in self._by_issuer.values()))
 
     async def stop(self) -> None:
         for validator in self._by_issuer.values():
