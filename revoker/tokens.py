@@ -437,9 +437,6 @@ class TokenValidator:
         if settings.jwt_public_keys or settings.jwt_secret:
             sources.append(StaticKeys(secret=settings.jwt_secret,
                                       public_keys=settings.jwt_public_keys))
-        if not sources:
-            log.warning("no JWT keys configured (REVOKER_JWKS_URL, REVOKER_JWT_PUBLIC_KEYS, "
-                        "REVOKER_JWT_SECRET): every token will be refused")
         keys: KeySource = sources[0] if len(sources) == 1 else KeyChain(sources)
         return cls(keys, algorithms=settings.jwt_algorithms, issuer=settings.jwt_issuer,
                    audience=settings.jwt_audience, leeway_s=settings.leeway_s,
@@ -448,6 +445,11 @@ class TokenValidator:
                    cache_size=settings.token_cache_size)
 
     async def start(self) -> None:
+        """Start JWKS refreshers. Warn here, not at construction, so that a configuration
+        error found later at start stays the one line the operator sees."""
+        if isinstance(self.keys, KeyChain) and not self.keys.sources:
+            log.warning("no JWT keys configured (REVOKER_JWKS_URL, REVOKER_JWT_PUBLIC_KEYS, "
+                        "REVOKER_JWT_SECRET): every token will be refused")
         for source in getattr(self.keys, "sources", (self.keys,)):
             if isinstance(source, JwksKeys):
                 await source.start()

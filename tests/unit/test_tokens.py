@@ -442,3 +442,13 @@ def test_garbage_only_ever_raises_token_error(token: str) -> None:
     with pytest.raises(TokenError) as caught:
         validator.validate(token)
     assert caught.value.reason in REASONS or caught.value.reason.startswith("missing claim: ")
+
+
+async def test_no_keys_warns_at_start_not_at_construction(
+        caplog: pytest.LogCaptureFixture) -> None:
+    validator = TokenValidator.from_settings(Settings.from_env({}))
+    assert "no JWT keys" not in caplog.text
+    await validator.start()
+    await validator.stop()
+    assert "no JWT keys configured" in caplog.text
+    assert reason_of(validator, KeySet().token()) == "unknown key"
