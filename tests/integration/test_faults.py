@@ -29,7 +29,7 @@ from tests.redis_cluster import RedisClusterGroup
 from tests.redis_proc import RedisProcess
 from tests.redis_sentinel import SentinelGroup
 from tests.web.conftest import ADMIN_KEY, MakeClient, auth
-from tests.web.conftest import make_client as make_client  # noqa: F401 - the fixture
+from tests.web.conftest import make_client as make_client  # the fixture, re-exported
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
