@@ -22,6 +22,8 @@ from revoker.client import DEFAULT_URL, ApiError, AuthError, ClientError, Revoke
 from revoker.model import Record
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_CODES = ("exit codes: 0 success; 1 failed (service unreachable, key rejected, request "
+              "refused, nothing found, import lines failed); 2 usage error")
 REVOKE_KINDS = ("jti", "token", "sub", "sid", "kid", "client")
 RECORD_KINDS = ("jti", "sub", "sid", "kid", "client")
 
@@ -41,7 +43,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     common.add_argument("--json", action="store_true", help="machine-readable output")
     common.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
 
-    revoke = sub.add_parser("revoke", parents=[common], help="revoke a jti, token, sub, ...")
+    revoke = sub.add_parser("revoke", parents=[common], epilog=EXIT_CODES,
+                            help="revoke a jti, token, sub, ...")
     revoke.add_argument("kind", choices=REVOKE_KINDS)
     revoke.add_argument("value", help="the value; for 'token', the JWT or - to read stdin")
     when = revoke.add_mutually_exclusive_group()
@@ -52,7 +55,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     revoke.add_argument("--reason")
     revoke.set_defaults(func=_runner(cmd_revoke))
 
-    check = sub.add_parser("check", parents=[common], help="is a jti / token / claim revoked?")
+    check = sub.add_parser("check", parents=[common], epilog=EXIT_CODES,
+                           help="is a jti / token / claim revoked?")
     check.add_argument("jti", nargs="?", help="a jti to check")
     check.add_argument("--token", help="a JWT (only decoded) or - to read stdin")
     for claim in ("sub", "sid", "kid", "client-id"):
@@ -60,7 +64,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     check.add_argument("--iat", type=float, help="the token's iat, for sub/client cutoffs")
     check.set_defaults(func=_runner(cmd_check))
 
-    unrevoke = sub.add_parser("unrevoke", parents=[common], help="remove a revocation (admin)")
+    unrevoke = sub.add_parser("unrevoke", parents=[common], epilog=EXIT_CODES,
+                              help="remove a revocation (admin)")
     unrevoke.add_argument("kind", choices=RECORD_KINDS)
     unrevoke.add_argument("value")
     unrevoke.set_defaults(func=_runner(cmd_unrevoke))

@@ -35,7 +35,9 @@ Runner = Callable[[Callable[[argparse.Namespace, RevokerClient], Awaitable[int]]
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                  common: argparse.ArgumentParser, runner: Runner) -> None:
-    imp = sub.add_parser("import", parents=[common],
+    from revoker.admin import EXIT_CODES
+
+    imp = sub.add_parser("import", parents=[common], epilog=EXIT_CODES,
                          help="revoke every line of an NDJSON file of revoke bodies")
     imp.add_argument("file", help="NDJSON file, or - for stdin")
     imp.add_argument("--batch-size", type=int, default=1000, help="items per request (1-10000)")
@@ -46,7 +48,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     imp.add_argument("--quiet", action="store_true", help="no progress on stderr")
     imp.set_defaults(func=runner(cmd_import))
 
-    exp = sub.add_parser("export", parents=[common],
+    exp = sub.add_parser("export", parents=[common], epilog=EXIT_CODES,
                          help="write every current revocation as NDJSON (admin)")
     exp.add_argument("--kind", choices=("jti", "sub", "sid", "kid", "client"))
     exp.add_argument("--output", "-o", help="file to write (default: stdout)")
