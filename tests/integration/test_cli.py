@@ -168,3 +168,28 @@ def test_export_round_trip(service: ServeProcess, redis_server: RedisProcess,
         assert back["issued_before"] == record["issued_before"]
         assert back["reason"] == record["reason"]
         assert back["expires_at"] >= record["expires_at"]  # never shortened by a round trip
+
+
+def test_import_rides_out_a_service_that_is_not_up_yet(redis_server: RedisProcess, prefix: str,
+                                                       tmp_path: Path) -> None:
+    """Batches lost to connection errors are retried with backoff, so nothing is lost."""
+    source = tmp_path / "early.ndjson"
+    source.write_text("".join(json.dumps({"kind": "sid", "value": f"e{i}"}) + "\n"
+                              for i in range(50)))
+    server = ServeProcess({"REVOKER_STORE_URL": redis_server.url, "REVOKER_API_KEYS": KEYS,
+                           "REVOKER_KEY_PREFIX": prefix, "REVOKER_ACCESS_LOG": "false"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVOKER_")}
+    env.update({"REVOKER_URL": server.url, "REVOKER_API_KEY": ADMIN})
+    importer = subprocess.Popen([sys.executable, "-m", "revoker", "import", str(source),
+                                 "--json", "--batch-size", "10"], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.5)  # the service stays down while the importer makes its first attempts
+        assert importer.poll() is None
+        server.start()
+        out, err = importer.communicate(timeout=60)
+        assert importer.returncode == 0, err
+        assert json.loads(out)["revoked"] == 50
+    finally:
+        importer.kill()
+        server.stop()
