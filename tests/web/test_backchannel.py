@@ -194,3 +194,25 @@ async def test_no_issuers_configured_refuses_everything(make_client: Any, issuer
     resp = await post(client, signed(issuers.main, logout_claims()))
     assert resp.status == 400
     assert (await resp.json())["error_description"] == "untrusted issuer"
+
+
+async def test_issuer_key_rotation_is_picked_up(make_client: Any, issuers: Issuers):
+    """A new kid at the identity provider is fetched without a restart."""
+    import asyncio
+
+    from tests.jwt_factory import jwk, pooled_rsa
+
+    client = await make_client("memory://", REVOKER_JWKS_REFRESH_INTERVAL="1", **issuers.env)
+    new_key = pooled_rsa(2)
+    issuers.main_jwks.jwks = {"keys": [jwk(new_key, "rotated", "RS256")]}
+    deadline = time.monotonic() + 10
+    while True:
+        token = sign(new_key, "RS256", logout_claims(sid="after-rotation"), kid="rotated",
+                     headers={"typ": "logout+jwt"})
+        resp = await post(client, token)
+        if resp.status == 200 or time.monotonic() > deadline:
+            break
+        assert (await resp.json())["error_description"] == "unknown key"
+        await asyncio.sleep(0.2)
+    assert resp.status == 200
+    assert await stored(client, "sid", "after-rotation") is not None
