@@ -109,6 +109,7 @@ class ClusterStore(RedisStore):
     async def _write_by_node(self, commands: list[tuple[str, tuple[Any, ...], int]]
                              ) -> list[Any]:
         """Run each command on its key's primary, grouped per node, in input order."""
+        await self._ensure_initialized()
         groups: dict[str, tuple[ClusterNode, list[PipelineCommand]]] = {}
         for key, args, position in commands:
             node = self.client.get_node_from_key(key)
@@ -196,6 +197,8 @@ class ClusterStore(RedisStore):
         return await self._records_for(keys), next_cursor
 
     async def _ensure_initialized(self) -> None:
+        """Node-level commands bypass the cluster client, so refresh its topology here
+        when an earlier failure marked it stale."""
         if self.client._initialize:
             await self.client.initialize()
 
