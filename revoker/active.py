@@ -48,7 +48,8 @@ class Sampler:
     page_pause_s: float = PAGE_PAUSE_S
     clock: Callable[[], float] = time.time
 
-    async def sample_once(self) -> dict[str, int]:
+    async def sample_once(self, *, stop: asyncio.Event | None = None) -> dict[str, int]:
+        """One walk; returns the counts (empty when ``stop`` was set midway)."""
         counts: Counter[str] = Counter()
         cursor: str | None = None
         while True:
@@ -57,6 +58,8 @@ class Sampler:
             counts.update(record.kind for record in records)
             if cursor is None:
                 break
+            if stop is not None and stop.is_set():
+                return {}
             await asyncio.sleep(self.page_pause_s)
         result = {kind: counts.get(kind, 0) for kind in KINDS}
         for kind, count in result.items():
@@ -64,28 +67,34 @@ class Sampler:
         metrics.ACTIVE_SAMPLED.set(self.clock())
         return result
 
-    async def run(self) -> None:
-        while True:
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sample until ``stop`` is set. A stop event rather than task cancellation alone,
+        because a Redis client may turn a cancellation mid-command into an error."""
+        while not stop.is_set():
             started = time.monotonic()
             try:
-                await self.sample_once()
+                await self.sample_once(stop=stop)
             except StoreError as exc:
                 log.warning("could not count active revocations: %s", exc)
             took = time.monotonic() - started
-            await asyncio.sleep(max(self.interval_s, took * WALK_SHARE))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(self.interval_s, took * WALK_SHARE))
 
 
 def install(app: web.Application, *, interval_s: float = INTERVAL_S) -> None:
     """Run a sampler for ``app``'s store while the app runs (the store opens first)."""
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(Sampler(app[STORE], interval_s=interval_s).run(),
+        stop = asyncio.Event()
+        task = asyncio.create_task(Sampler(app[STORE], interval_s=interval_s).run(stop),
                                    name="revoker-active-sampler")
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            stop.set()  # ends the walk at the next page, bounded by the store timeout
+            try:
+                await asyncio.wait_for(task, app[STORE].timeout_s * 4 + 1)
+            except (TimeoutError, asyncio.CancelledError):
+                log.warning("the active-revocation sampler did not stop in time")
 
     app.cleanup_ctx.append(lifecycle)
