@@ -388,3 +388,19 @@ def test_client_certificates_are_required_with_a_client_ca(tmp_path: Path) -> No
             with pytest.raises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
                 request(server, "/healthz")
         assert server.terminate() == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_taken_port_stops_the_service_with_exit_code_2(redis_server: RedisProcess,
+                                                         prefix: str, workers: str) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {**os.environ, "REVOKER_HOST": "127.0.0.1", "REVOKER_PORT": str(port),
+               "REVOKER_API_KEYS": KEYS, "REVOKER_STORE_URL": redis_server.url,
+               "REVOKER_KEY_PREFIX": prefix, "REVOKER_WORKERS": workers}
+        done = subprocess.run([sys.executable, "-m", "revoker", "serve"], env=env,
+                              capture_output=True, text=True, timeout=DEADLINE_S)
+    assert done.returncode == 2
+    assert f"REVOKER_PORT: cannot listen on 127.0.0.1:{port}" in done.stderr
