@@ -34,7 +34,7 @@ from aiohttp import web
 
 from revoker import logs
 from revoker.config import Settings
-from revoker.errors import ConfigError
+from revoker.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -73,7 +73,11 @@ def run(settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
     if settings.workers == 1:
         ssl_context(settings)  # a bad certificate is a configuration error, before binding
-        serve_process(settings, index=0, multiprocess=False)
+        try:
+            serve_process(settings, index=0, multiprocess=False)
+        except StoreError as exc:
+            log.error("cannot start: the store is unreachable: %s", exc)
+            return EXIT_FAILURE
         return EXIT_OK
     return Supervisor(settings).run()
 
@@ -156,6 +160,9 @@ def _worker_main(settings: Settings, index: int) -> None:
     except ConfigError as exc:
         print(f"revoker: configuration error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
+    except StoreError as exc:
+        log.error("worker %d cannot start: the store is unreachable: %s", index, exc)
+        sys.exit(EXIT_FAILURE)
 
 
 # -- the supervisor --------------------------------------------------------------------------
