@@ -48,6 +48,7 @@ PY = sys.executable
 LUA = HERE / "wrk" / "mix.lua"
 CONNECTIONS = 64
 THREADS = 2
+CHECK_ROW = "GET /v1/check/{jti}"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -280,13 +281,16 @@ http {{
         return Server(f"revoker-{mode}", port, [proc])
 
     def revoker(self, workers: int, mode: str) -> None:
-        names = [f"{mode} {r}" for r in ("check", "authz", "revoke")]
-        if not any(self.wanted(n) for n in names) and not self.wanted("revoker"):
+        names = [f"{mode} check {CHECK_ROW}", f"{mode} check POST /v1/check claims",
+                 f"{mode} revoke POST /v1/revocations",
+                 *[f"{mode} authz {alg} {kind}" for alg in ("RS256", "ES256")
+                   for kind in ("repeated", "distinct")]]
+        if not any(self.wanted(n) for n in names):
             return
         d, key = self.data, self.data.admin_key
         with running(self.start_revoker(workers, mode), "/readyz") as server:
             self.warm(server, "check_jti", d.revoked_file, key)
-            self.measure(f"{mode} check GET /v1/check/{{jti}}", server, workers, "check_jti",
+            self.measure(f"{mode} check {CHECK_ROW}", server, workers, "check_jti",
                          d.revoked_file, key)
             self.measure(f"{mode} check POST /v1/check claims", server, workers,
                          "check_claims", d.revoked_file, key)

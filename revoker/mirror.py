@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -43,6 +43,7 @@ READ_COUNT: Final = 1000
 BUCKET_S: Final = 60
 RETRY_S: Final = (0.05, 0.1, 0.25, 0.5, 1.0)
 _KIND_PREFIXES: Final = tuple(f"{kind}:" for kind in KINDS)
+Lookup = Callable[[Sequence[tuple[str, str]]], Awaitable[list[Record | None]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,51 @@ class Position:
 
     def advanced(self, entry_id: str) -> Position:
         return Position(entry_id, None if self.added is None else self.added + 1)
+
+
+class Coalescer:
+    """Strict mode's read path: the lookups of every check that arrives in one turn of the
+    event loop go to Redis together, as one MGET, instead of one round trip per request.
+
+    Nothing is cached: each check still waits for a read that starts after it arrived.
+    """
+
+    def __init__(self, fetch: Lookup) -> None:
+        self.fetch = fetch
+        self._pending: list[tuple[Sequence[tuple[str, str]],
+                                  asyncio.Future[list[Record | None]]]] = []
+
+    async def lookup(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Record | None]] = loop.create_future()
+        self._pending.append((pairs, future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.ensure_future(self._fetch(batch))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    async def _fetch(self, batch: list[tuple[Sequence[tuple[str, str]],
+                                             asyncio.Future[list[Record | None]]]]) -> None:
+        try:
+            found = await self.fetch([pair for pairs, _ in batch for pair in pairs])
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        offset = 0
+        for pairs, future in batch:
+            if not future.done():
+                future.set_result(found[offset:offset + len(pairs)])
+            offset += len(pairs)
+
+
+_background: set[asyncio.Task[None]] = set()
 
 
 class Gap(Exception):
@@ -98,11 +144,14 @@ class Mirror:
     """One worker's copy of the denylist; ``lookup`` has the signature of ``Store.get_many``."""
 
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time,
-                 block_ms: int = 1000, max_lag_s: float | None = None) -> None:
+                 block_ms: int = 1000, max_lag_s: float | None = None,
+                 fallback: Lookup | None = None) -> None:
         client = getattr(store, "client", None)
         if not isinstance(client, aioredis.Redis):
             raise ConfigError("REVOKER_CHECK_MODE", "mirror needs a redis:// or rediss:// store")
         self.store = store
+        #: Where checks go while out of sync: Redis itself (strict mode).
+        self.fallback: Lookup = fallback or store.get_many
         self.client: Any = client
         self.clock = clock
         self.block_ms = block_ms
@@ -121,7 +170,7 @@ class Mirror:
     async def lookup(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
         """Answer from memory while in sync; otherwise ask Redis (which may fail)."""
         if not self.synced or time.monotonic() > self._fresh_until:
-            return await self.store.get_many(pairs)
+            return await self.fallback(pairs)
         entries = self.table.entries
         found: list[Record | None] = []
         for kind, value in pairs:

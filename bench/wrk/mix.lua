@@ -60,7 +60,7 @@ function request()
     return wrk.format("POST", "/v1/revocations",
       {["X-Revoker-Key"] = key, ["Content-Type"] = "application/json"}, body)
   end
-  return wrk.format("GET", "/")
+  return wrk.format("GET", os.getenv("BENCH_PATH") or "/", {["X-Revoker-Key"] = key})
 end
 
 function done(summary, latency, requests)

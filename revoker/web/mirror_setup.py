@@ -1,7 +1,9 @@
-"""Wire the local denylist mirror into the app when ``REVOKER_CHECK_MODE=mirror``.
+"""The read path of checks: the service's ``lookup`` hook, set per ``REVOKER_CHECK_MODE``.
 
-Checks then read through ``Mirror.lookup`` (the service's ``lookup`` hook) and ``/readyz``
-fails while the mirror is out of sync. In ``strict`` mode this module does nothing.
+``strict``: every check reads Redis, with the lookups of concurrent checks coalesced into
+one MGET per turn of the event loop. ``mirror``: checks read a local copy of the denylist
+(``Mirror.lookup``), ``/readyz`` fails while it is out of sync, and meanwhile checks read
+Redis as in strict mode. A single-process store (``memory://``) is read directly.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from revoker.mirror import Mirror
+from revoker.mirror import Coalescer, Mirror
 from revoker.web.state import READINESS, SERVICE, SETTINGS, STORE
 
 routes = web.RouteTableDef()
@@ -18,9 +20,14 @@ MIRROR = web.AppKey("mirror", Mirror)
 
 
 def setup(app: web.Application) -> None:
-    if app[SETTINGS].check_mode != "mirror":
+    store, service = app[STORE], app[SERVICE]
+    if store.single_process:
         return
-    mirror = Mirror(app[STORE], clock=app[SERVICE].clock)
+    strict = Coalescer(service.lookup).lookup
+    if app[SETTINGS].check_mode != "mirror":
+        service.lookup = strict
+        return
+    mirror = Mirror(store, clock=service.clock, fallback=strict)
     app[MIRROR] = mirror
     app[SERVICE].lookup = mirror.lookup
     app[READINESS].append(mirror.readiness)
