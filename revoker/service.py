@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from revoker import metrics
 from revoker.errors import InvalidInput, StoreError
@@ -106,7 +107,7 @@ class Revoker:
             count = len(claims.lookups())
             matches = matching(claims, found[offset:offset + count])
             offset += count
-            metrics.CHECKS.labels(result="revoked" if matches else "ok").inc()
+            (_CHECKS_REVOKED if matches else _CHECKS_OK).inc()
             results.append(CheckResult(revoked=bool(matches), matches=matches))
         return results
 
@@ -131,6 +132,12 @@ class Revoker:
             return await self.store.events(after=after, limit=limit, block_ms=block_ms)
 
 
+#: Metric children resolved once: ``labels()`` on every check costs more than the count.
+_CHECKS_OK = metrics.CHECKS.labels(result="ok")
+_CHECKS_REVOKED = metrics.CHECKS.labels(result="revoked")
+_STORE_TIMERS: dict[str, Any] = {}
+
+
 class _timed:
     """Time a store operation and count its failures, without try/except at call sites."""
 
@@ -144,7 +151,10 @@ class _timed:
         self.started = time.perf_counter()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        metrics.STORE_DURATION.labels(operation=self.operation).observe(
-            time.perf_counter() - self.started)
+        timer = _STORE_TIMERS.get(self.operation)
+        if timer is None:
+            timer = _STORE_TIMERS[self.operation] = metrics.STORE_DURATION.labels(
+                operation=self.operation)
+        timer.observe(time.perf_counter() - self.started)
         if exc_type is not None and isinstance(exc, StoreError):
             metrics.STORE_ERRORS.labels(operation=self.operation).inc()

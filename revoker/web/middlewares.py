@@ -6,11 +6,13 @@ error responses themselves, so every error has the same shape.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
+import secrets
 import time
-import uuid
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -38,6 +40,41 @@ RETRY_AFTER_S: Final = "1"
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+class _RequestIds:
+    """Unique ids without a syscall per request: a random per-process prefix and a counter
+    (32 hex characters, like a uuid4 hex); a forked child draws a new prefix."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = secrets.token_hex(8)
+        self.counter = itertools.count(1)
+
+    def new(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+_ids: Final = _RequestIds()
+#: Metric children by label values: ``labels()`` costs more than the increment itself.
+_request_counters: dict[tuple[str, str, int], Any] = {}
+_request_timers: dict[str, Any] = {}
+
+
+def _observe(route: str, method: str, status: int, elapsed: float) -> None:
+    counter = _request_counters.get((route, method, status))
+    if counter is None:
+        counter = metrics.HTTP_REQUESTS.labels(route=route, method=method, status=status)
+        if len(_request_counters) < 10_000:  # bounded: methods come from clients
+            _request_counters[(route, method, status)] = counter
+    counter.inc()
+    timer = _request_timers.get(route)
+    if timer is None:
+        timer = _request_timers[route] = metrics.HTTP_DURATION.labels(route=route)
+    timer.observe(elapsed)
+
+
 def _method_label(method: str) -> str:
     """Clients choose the method (``/v1/authz`` takes any): an unusual one is counted as
     ``other`` so that it cannot create new metric series."""
@@ -57,7 +94,7 @@ def _route_label(request: web.Request) -> str:
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id (taken from ``X-Request-Id`` when sane), metrics and the access log."""
     incoming = request.headers.get("X-Request-Id", "")
-    request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    request_id = incoming if incoming and _REQUEST_ID_RE.match(incoming) else _ids.new()
     token = REQUEST_ID.set(request_id)
     started = time.perf_counter()
     status = 500
@@ -74,9 +111,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         elapsed = time.perf_counter() - started
         route = _route_label(request)
-        metrics.HTTP_REQUESTS.labels(route=route, method=_method_label(request.method),
-                                     status=status).inc()
-        metrics.HTTP_DURATION.labels(route=route).observe(elapsed)
+        _observe(route, _method_label(request.method), status, elapsed)
         if request.app[SETTINGS].access_log:
             log.info("%s %s %d %.1fms", request.method, route, status, elapsed * 1000,
                      extra={"method": request.method, "route": route, "status": status,
