@@ -83,3 +83,30 @@ def _rec(value: str) -> Any:
     from tests.store.ha_cases import record
 
     return record("jti", value)
+
+
+async def test_readyz_reports_every_primary(cluster: RedisClusterGroup, prefix: str) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from revoker.config import Settings
+    from revoker.web.app import create_app
+
+    settings = Settings.from_env({"REVOKER_STORE_URL": cluster.url, "REVOKER_KEY_PREFIX": prefix,
+                                  "REVOKER_REDIS_WAIT_REPLICAS": "1",
+                                  "REVOKER_ACCESS_LOG": "false"})
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    try:
+        response = await client.get("/readyz")
+        assert response.status == 200
+        body = await response.json()
+    finally:
+        await client.close()
+    store = body["checks"]["store"]
+    assert store["backend"] == "redis+cluster" and store["cluster_state"] == "ok"
+    assert len(store["primaries"]) == 3
+    for primary in store["primaries"]:
+        assert primary["connected_replicas"] == 1
+        assert primary["aof_enabled"] is False and primary["rdb_save"] == ""
+    assert any("persistence is off" in w for w in body["warnings"])
+    assert not any("WAIT_REPLICAS" in w for w in body["warnings"])
