@@ -39,25 +39,31 @@ def _is_free(port: int) -> bool:
 class RedisClusterGroup:
     """Six nodes; ``url`` lists every primary as a startup node."""
 
-    def __init__(self, *, primaries: int = 3, extra_args: Sequence[str] = ()) -> None:
+    def __init__(self, *, primaries: int = 3, extra_args: Sequence[str] = (),
+                 cli_args: Sequence[str] = (), password: str | None = None,
+                 scheme: str = "redis+cluster") -> None:
+        """``extra_args`` go to every redis-server, ``cli_args`` to every redis-cli."""
         args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                 "--cluster-replica-validity-factor", "0", *extra_args]
-        self.nodes = [RedisProcess(args, port=free_cluster_port())
-                      for _ in range(primaries * 2)]
+        self.nodes = [RedisProcess(args, port=free_cluster_port(), password=password,
+                                   cli_args=cli_args) for _ in range(primaries * 2)]
         self.primaries = primaries
+        self.cli_args = [*cli_args, *(["--no-auth-warning", "-a", password] if password else [])]
+        self.scheme = scheme
 
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:self.primaries])
-        return f"redis+cluster://{hosts}"
+        return f"{self.scheme}://{hosts}"
 
     def start(self) -> RedisClusterGroup:
         for node in self.nodes:
             node.start()
         addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
-        subprocess.run(["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas",
-                        "1", "--cluster-yes"], capture_output=True, timeout=60, check=True)
+        subprocess.run(["redis-cli", *self.cli_args, "--cluster", "create", *addresses,
+                        "--cluster-replicas", "1", "--cluster-yes"],
+                       capture_output=True, timeout=60, check=True)
         self.wait_healthy()
         return self
 

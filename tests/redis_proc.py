@@ -38,10 +38,13 @@ class RedisProcess:
     """One redis-server; ``args`` are extra config directives (``["--appendonly", "yes"]``)."""
 
     def __init__(self, args: Sequence[str] = (), *, port: int | None = None,
-                 directory: str | None = None, password: str | None = None) -> None:
+                 directory: str | None = None, password: str | None = None,
+                 cli_args: Sequence[str] = ()) -> None:
         self.port = port or free_port()
         #: For ``cli`` when the server has ``requirepass``.
         self.password = password
+        #: Extra redis-cli options, e.g. ``--tls --cacert ca.pem`` for a TLS-only server.
+        self.cli_args = list(cli_args)
         self.args = list(args)
         self.dir = directory or tempfile.mkdtemp(prefix="revoker-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -70,7 +73,8 @@ class RedisProcess:
 
     def cli(self, *args: str, check: bool = True) -> bytes:
         auth = ["--no-auth-warning", "-a", self.password] if self.password else []
-        result = subprocess.run(["redis-cli", "-p", str(self.port), *auth, *args],
+        result = subprocess.run(["redis-cli", "-p", str(self.port), *self.cli_args, *auth,
+                                 *args],
                                 capture_output=True, timeout=10, check=check)
         return result.stdout
 

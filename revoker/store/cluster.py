@@ -32,7 +32,7 @@ from typing import Any, Final
 from redis import exceptions as rex
 from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 
-from revoker.errors import ConfigError, InvalidInput, StoreUnavailable
+from revoker.errors import ConfigError, InvalidInput, StoreError, StoreUnavailable
 from revoker.model import Record
 from revoker.store.base import StoreHealth, Upserted
 from revoker.store.redis import (
@@ -64,6 +64,14 @@ class ClusterStore(RedisStore):
         return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in parsed.hosts],
                             require_full_coverage=False, **options, **parsed.auth(),
                             **parsed.ssl())
+
+    def _translate(self, exc: Exception) -> StoreError:
+        """redis-py raises ``RedisClusterException`` (not a ``RedisError``) when no node
+        answers or a slot is uncovered, and ``ClusterError`` when redirects run out:
+        both mean "the store cannot answer now", never a 500."""
+        if isinstance(exc, (rex.RedisClusterException, rex.ClusterError)):
+            return StoreUnavailable(f"redis cluster unavailable: {type(exc).__name__}")
+        return super()._translate(exc)
 
     async def open(self) -> None:
         """Refuse to run where any primary may silently evict revocations."""

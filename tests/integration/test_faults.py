@@ -51,6 +51,7 @@ class Tally:
     restored_at: float | None = None
     first_ok_after_fault: float | None = None
     first_check_ok_after_fault: float | None = None
+    outage_seen: bool = False
     slowest_s: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -59,8 +60,13 @@ class Tally:
         self.sent += 1
         self.statuses[f"{route} {status}"] += 1
         self.slowest_s = max(self.slowest_s, now - started)
-        if self.fault_at is None or now <= self.fault_at or status not in (200, 201):
+        if self.fault_at is None or started < self.fault_at:
+            return  # sent before the fault: says nothing about recovery
+        if status not in (200, 201):
+            self.outage_seen = True
             return
+        if not self.outage_seen:
+            return  # the fault has not bitten yet
         if route == "revoke" and self.first_ok_after_fault is None:
             self.first_ok_after_fault = now
         if route == "check" and self.first_check_ok_after_fault is None:

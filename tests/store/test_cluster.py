@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from revoker.errors import StoreError
 from revoker.store.cluster import ClusterStore
 from revoker.store.redis import RedisStore
 from tests.redis_cluster import RedisClusterGroup
@@ -110,3 +111,46 @@ async def test_readyz_reports_every_primary(cluster: RedisClusterGroup, prefix: 
         assert primary["aof_enabled"] is False and primary["rdb_save"] == ""
     assert any("persistence is off" in w for w in body["warnings"])
     assert not any("WAIT_REPLICAS" in w for w in body["warnings"])
+
+
+async def test_tls_and_password_cluster(tmp_path: Any, prefix: str) -> None:
+    """``rediss+cluster://`` with a password: TLS to every node, the CA from the URL."""
+    from tests.tls_certs import make_tls_files
+
+    tls = make_tls_files(tmp_path)
+    server_args = ["--port", "0", "--tls-cert-file", tls.cert, "--tls-key-file", tls.key,
+                   "--tls-ca-cert-file", tls.ca, "--tls-auth-clients", "no",
+                   "--tls-cluster", "yes", "--tls-replication", "yes",
+                   "--requirepass", "pw-cluster", "--masterauth", "pw-cluster"]
+    group = TlsClusterGroup(server_args, tls.ca)
+    group.start()
+    try:
+        hosts = ",".join(f"127.0.0.1:{n.port}" for n in group.nodes[:3])
+        url = f"rediss+cluster://default:pw-cluster@{hosts}?ssl_ca_certs={tls.ca}"
+        store = ClusterStore(url, prefix=prefix, timeout_s=2.0, events_maxlen=100)
+        await store.open()
+        try:
+            from tests.store.ha_cases import record
+
+            await store.upsert_many([record("jti", f"tls-{i}") for i in range(20)], at=1)
+            found = await store.get_many([("jti", f"tls-{i}") for i in range(20)])
+            assert all(r is not None for r in found)
+        finally:
+            await store.close()
+        plain = ClusterStore(f"redis+cluster://default:pw-cluster@{hosts}", prefix=prefix,
+                             timeout_s=1.0, events_maxlen=100)
+        with pytest.raises(StoreError):
+            await plain.open()
+        await plain.close()
+    finally:
+        group.stop()
+
+
+class TlsClusterGroup(RedisClusterGroup):
+    """Nodes that listen only on TLS ports (``--port 0``), cluster bus and replication too."""
+
+    def __init__(self, server_args: list[str], ca: str) -> None:
+        super().__init__(extra_args=[], cli_args=["--tls", "--cacert", ca],
+                         password="pw-cluster", scheme="rediss+cluster")
+        for node in self.nodes:
+            node.args = [*node.args, "--tls-port", str(node.port), *server_args]
