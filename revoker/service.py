@@ -6,6 +6,7 @@ rule of the service, not of any one endpoint.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,13 +52,50 @@ class Revoker:
         self.clock = clock
         #: Where checks read from: the store itself, or a local mirror of it.
         self.lookup: Lookup = lookup or store.get_many
+        #: When set, single revokes arriving in one turn of the event loop are written in
+        #: one pipelined batch (each still answered only after its own write).
+        self.batch_revokes = False
+        self._pending: dict[tuple[str | None, str], list[tuple[
+            RevokeRequest, asyncio.Future[Revoked | InvalidInput]]]] = {}
 
     async def revoke(self, request: RevokeRequest, *, actor: str | None,
                      source: str = "api") -> Revoked:
-        outcome = (await self.revoke_many([request], actor=actor, source=source))[0]
+        if self.batch_revokes:
+            outcome = await self._batched(request, actor=actor, source=source)
+        else:
+            outcome = (await self.revoke_many([request], actor=actor, source=source))[0]
         if isinstance(outcome, InvalidInput):
             raise outcome
         return outcome
+
+    def _batched(self, request: RevokeRequest, *, actor: str | None,
+                 source: str) -> asyncio.Future[Revoked | InvalidInput]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Revoked | InvalidInput] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.setdefault((actor, source), []).append((request, future))
+        return future
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for (actor, source), items in pending.items():
+            task = asyncio.ensure_future(self._write_batch(items, actor=actor, source=source))
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
+
+    async def _write_batch(self, items: list[tuple[RevokeRequest, asyncio.Future[
+            Revoked | InvalidInput]]], *, actor: str | None, source: str) -> None:
+        try:
+            outcomes = await self.revoke_many([r for r, _ in items], actor=actor, source=source)
+        except Exception as exc:
+            for _, future in items:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), outcome in zip(items, outcomes, strict=True):
+            if not future.done():
+                future.set_result(outcome)
 
     async def revoke_many(self, requests: Sequence[RevokeRequest], *, actor: str | None,
                           source: str = "api") -> list[Revoked | InvalidInput]:
@@ -132,6 +170,7 @@ class Revoker:
             return await self.store.events(after=after, limit=limit, block_ms=block_ms)
 
 
+_BACKGROUND: set[asyncio.Task[None]] = set()
 #: Metric children resolved once: ``labels()`` on every check costs more than the count.
 _CHECKS_OK = metrics.CHECKS.labels(result="ok")
 _CHECKS_REVOKED = metrics.CHECKS.labels(result="revoked")

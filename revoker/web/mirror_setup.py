@@ -3,7 +3,8 @@
 ``strict``: every check reads Redis, with the lookups of concurrent checks coalesced into
 one MGET per turn of the event loop. ``mirror``: checks read a local copy of the denylist
 (``Mirror.lookup``), ``/readyz`` fails while it is out of sync, and meanwhile checks read
-Redis as in strict mode. A single-process store (``memory://``) is read directly.
+Redis as in strict mode. Single revokes are written in batches too (``batch_revokes``).
+A single-process store (``memory://``) is used directly.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def setup(app: web.Application) -> None:
     store, service = app[STORE], app[SERVICE]
     if store.single_process:
         return
+    service.batch_revokes = True
     strict = Coalescer(service.lookup).lookup
     if app[SETTINGS].check_mode != "mirror":
         service.lookup = strict
