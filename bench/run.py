@@ -154,7 +154,8 @@ def wrk(port: int, row: str, *, duration_s: float, data: Path | None, key: str,
     pids = server.pids()
     server_before, redis_before = cpu_s(pids), cpu_s([redis_pid])
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     out, err = proc.stdout.read(), proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)  # reaped here: its rusage is wrk's own CPU
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -165,7 +166,8 @@ def wrk(port: int, row: str, *, duration_s: float, data: Path | None, key: str,
     result = json.loads(line[6:])
     n = max(result["requests"], 1)
     wrk_cpu = usage.ru_utime + usage.ru_stime
-    return Measure(requests=result["requests"], rps=result["requests"] / (result["duration_us"] / 1e6),
+    rps = result["requests"] / (result["duration_us"] / 1e6)
+    return Measure(requests=result["requests"], rps=rps,
                    p50_ms=result["p50_us"] / 1000, p99_ms=result["p99_us"] / 1000,
                    p999_ms=result["p999_us"] / 1000, non2xx=result["non2xx"],
                    socket_errors=result["socket_errors"], server_cpu_us=server_cpu / n * 1e6,
