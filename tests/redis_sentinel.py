@@ -32,7 +32,7 @@ class SentinelProcess:
             f"logfile {self.dir}/sentinel.log",
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} {quorum}",
             f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}",
-            f"sentinel failover-timeout {MASTER_NAME} 4000",
+            f"sentinel failover-timeout {MASTER_NAME} 2000",
             f"sentinel parallel-syncs {MASTER_NAME} 1",
             *([f"sentinel auth-pass {MASTER_NAME} {auth_pass}"] if auth_pass else []),
             *([f"requirepass {password}"] if password else []), ""]))
@@ -121,7 +121,7 @@ class SentinelGroup:
     def process_on(self, port: int) -> RedisProcess:
         return self.primary if self.primary.port == port else self.replica
 
-    def wait_failover(self, old_port: int, *, timeout_s: float = 20.0) -> int:
+    def wait_failover(self, old_port: int, *, timeout_s: float = 30.0) -> int:
         """Wait until the sentinels name a master other than ``old_port``; return it."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
