@@ -45,7 +45,8 @@ class RedisClusterGroup:
         """``extra_args`` go to every redis-server, ``cli_args`` to every redis-cli."""
         args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                "--cluster-replica-validity-factor", "0", *extra_args]
+                "--cluster-replica-validity-factor", "0", "--repl-diskless-sync-delay", "0",
+                *extra_args]
         self.nodes = [RedisProcess(args, port=free_cluster_port(), password=password,
                                    cli_args=cli_args) for _ in range(primaries * 2)]
         self.primaries = primaries

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.redis
 
 @pytest.fixture(scope="module")
 def sentinels() -> Iterator[SentinelGroup]:
-    group = SentinelGroup().start()
+    group = SentinelGroup().start(wait_peers=False)
     yield group
     group.stop()
 
@@ -90,7 +90,7 @@ async def test_password_protected_sentinel_group_is_reached(prefix: str) -> None
     """ACL user and password in the URL reach the data nodes; sentinels have their own."""
     group = SentinelGroup(data_args=["--requirepass", "pw-data"], primary_auth="pw-data",
                           sentinel_password="pw-sentinel")
-    group.start()
+    group.start(wait_peers=False)
     try:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in group.sentinels)
         url = f"redis+sentinel://default:pw-data@{hosts}/{MASTER_NAME}" \
@@ -108,5 +108,32 @@ async def test_password_protected_sentinel_group_is_reached(prefix: str) -> None
         with pytest.raises(StoreError):
             await bad.open()
         await bad.close()
+    finally:
+        group.stop()
+
+
+async def test_tls_sentinel_group_is_reached(tmp_path: Any, prefix: str) -> None:
+    """``rediss+sentinel://``: TLS to the sentinels and to the primary, CA from the URL."""
+    from tests.store.ha_cases import record
+    from tests.tls_certs import make_tls_files
+
+    tls = make_tls_files(tmp_path)
+    group = SentinelGroup(tls=tls)
+    group.start(wait_peers=False)
+    try:
+        store = SentinelStore(f"{group.url}?ssl_ca_certs={tls.ca}", prefix=prefix,
+                              timeout_s=2.0, events_maxlen=10)
+        await store.open()
+        try:
+            assert (await store.upsert(record("jti", "over-tls"), at=1)).created
+            health = await store.health()
+            assert health.detail["sentinel"]["primary"] == f"127.0.0.1:{group.primary.port}"
+        finally:
+            await store.close()
+        plain = SentinelStore(group.url.replace("rediss+", "redis+"), prefix=prefix,
+                              timeout_s=1.0, events_maxlen=10)
+        with pytest.raises(StoreError):
+            await plain.open()
+        await plain.close()
     finally:
         group.stop()
