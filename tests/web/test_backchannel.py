@@ -41,15 +41,19 @@ async def nothing_stored(client: Any) -> bool:
     return (await resp.json())["items"] == []
 
 
-async def test_session_logout_revokes_the_sid(make_client: Any, store_url: str,
-                                              issuers: Issuers):
+async def test_logout_revokes_the_sid_and_the_sub(make_client: Any, store_url: str,
+                                                  issuers: Issuers):
+    """The contract: "revokes the sid and/or the sub (cutoff = the logout token's iat)"."""
     client = await make_client(store_url, **issuers.env)
-    resp = await post(client, signed(issuers.main, logout_claims(sid="s-42", sub="u-42")))
+    iat = int(time.time()) - 5
+    resp = await post(client, signed(issuers.main, logout_claims(sid="s-42", sub="u-42",
+                                                                 iat=iat)))
     assert resp.status == 200, await resp.text()
     assert resp.headers["Cache-Control"] == "no-store"
     rec = await stored(client, "sid", "s-42")
     assert rec is not None and rec["actor"] == f"backchannel:{IDP}"
-    assert await stored(client, "sub", "u-42") is None  # one session, not every session
+    sub_rec = await stored(client, "sub", "u-42")
+    assert sub_rec is not None and sub_rec["issued_before"] == iat
 
 
 async def test_sub_only_revokes_the_user_with_cutoff_iat(make_client: Any, store_url: str,
@@ -216,3 +220,20 @@ async def test_issuer_key_rotation_is_picked_up(make_client: Any, issuers: Issue
         await asyncio.sleep(0.2)
     assert resp.status == 200
     assert await stored(client, "sid", "after-rotation") is not None
+
+
+async def test_retry_after_a_store_failure_still_revokes(make_client: Any, issuers: Issuers):
+    """A 503 must not burn the jti: the identity provider's retry has to revoke."""
+    redis = RedisProcess().start()
+    try:
+        client = await make_client(redis.url, REVOKER_STORE_TIMEOUT="0.2", **issuers.env)
+        token = signed(issuers.main, logout_claims(sid="s-retry"))
+        redis.kill()
+        assert (await post(client, token)).status == 503
+        redis.start()
+        resp = await post(client, token)
+        assert resp.status == 200, await resp.text()
+        assert await stored(client, "sid", "s-retry") is not None
+        assert (await post(client, token)).status == 400
+    finally:
+        redis.stop()
