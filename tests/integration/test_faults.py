@@ -19,12 +19,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
 from revoker import metrics
 from revoker.config import Settings
 from revoker.store import open_store
+from tests.jwt_factory import HS_SECRET, claims
 from tests.redis_cluster import RedisClusterGroup
 from tests.redis_proc import RedisProcess
 from tests.redis_sentinel import SentinelGroup
@@ -283,10 +285,11 @@ async def test_cluster_primary_killed(make_client: MakeClient, prefix: str) -> N
 async def test_frozen_redis_honours_fail_mode(make_client: MakeClient, prefix: str) -> None:
     server = RedisProcess().start()
     try:
+        jwt_env = {"REVOKER_JWT_ALGORITHMS": "HS256", "REVOKER_JWT_SECRET": HS_SECRET}
         closed = await make_client(server.url, REVOKER_STORE_TIMEOUT="0.25",
-                                   REVOKER_FAIL_MODE="closed")
+                                   REVOKER_FAIL_MODE="closed", **jwt_env)
         opened = await make_client(server.url, REVOKER_STORE_TIMEOUT="0.25",
-                                   REVOKER_FAIL_MODE="open")
+                                   REVOKER_FAIL_MODE="open", **jwt_env)
         tally = Tally("d: SIGSTOP, fail closed and open")
         load = Load(closed, tally).start()
         await asyncio.sleep(1.0)
@@ -294,6 +297,7 @@ async def test_frozen_redis_honours_fail_mode(make_client: MakeClient, prefix: s
         tally.fault_at = time.monotonic()
         server.freeze()
         frozen = await asyncio.gather(*(_timed_check(c) for c in (closed, opened) * 5))
+        gateway = await asyncio.gather(*(_timed_authz(c) for c in (closed, opened) * 3))
         await asyncio.sleep(1.5)
         server.thaw()
         tally.restored_at = time.monotonic()
@@ -305,7 +309,9 @@ async def test_frozen_redis_honours_fail_mode(make_client: MakeClient, prefix: s
         open_answers = [r for r in frozen[1::2]]
         tally.notes["frozen_closed"] = dict(Counter(str(s) for s, _, _ in closed_answers))
         tally.notes["frozen_open"] = dict(Counter(str(s) for s, _, _ in open_answers))
-        tally.notes["frozen_slowest_s"] = round(max(t for _, t, _ in frozen), 3)
+        tally.notes["frozen_authz_closed"] = dict(Counter(str(s) for s, _, _ in gateway[0::2]))
+        tally.notes["frozen_authz_open"] = dict(Counter(str(s) for s, _, _ in gateway[1::2]))
+        tally.notes["frozen_slowest_s"] = round(max(t for _, t, _ in frozen + gateway), 3)
         tally.notes["fail_open_counted"] = metrics.FAIL_OPEN._value.get() - fail_open_before
         lost = await lost_revocations(server.url, prefix, tally.acked)
         tally.report(lost)
@@ -313,7 +319,9 @@ async def test_frozen_redis_honours_fail_mode(make_client: MakeClient, prefix: s
         assert all(s == 503 and h.get("Retry-After") for s, _, h in closed_answers)
         assert all(s == 200 and h.get("X-Revoker-Degraded") == "fail-open"
                    for s, _, h in open_answers)
-        assert tally.notes["fail_open_counted"] >= len(open_answers)
+        assert all(s == 503 for s, _, _ in gateway[0::2])
+        assert all(s == 200 for s, _, _ in gateway[1::2])
+        assert tally.notes["fail_open_counted"] >= len(open_answers) + len(gateway[1::2])
         assert tally.notes["frozen_slowest_s"] < 1.5, "a check outlived the store timeout"
     finally:
         server.stop()
@@ -322,6 +330,16 @@ async def test_frozen_redis_honours_fail_mode(make_client: MakeClient, prefix: s
 async def _timed_check(client: TestClient[Any, Any]) -> tuple[int, float, dict[str, str]]:
     started = time.monotonic()
     async with client.get("/v1/check/some-jti", headers=auth(ADMIN_KEY)) as resp:
+        await resp.read()
+        return resp.status, time.monotonic() - started, dict(resp.headers)
+
+
+async def _timed_authz(client: TestClient[Any, Any]) -> tuple[int, float, dict[str, str]]:
+    """A gateway's call: a valid token whose revocation state cannot be read."""
+    token = jwt.encode(claims(), HS_SECRET, algorithm="HS256")
+    headers = {"Authorization": f"Bearer {token}", "X-Revoker-Key": ADMIN_KEY}
+    started = time.monotonic()
+    async with client.get("/v1/authz", headers=headers) as resp:
         await resp.read()
         return resp.status, time.monotonic() - started, dict(resp.headers)
 
