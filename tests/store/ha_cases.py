@@ -154,3 +154,14 @@ async def test_health_reports_persistence_and_replicas(ha_store: RedisStore) -> 
     assert health.ok
     text = repr(health.detail)
     assert "aof_enabled" in text and "connected_replicas" in text
+
+
+async def test_blocking_events_read_wakes_on_a_new_revoke(ha_store: RedisStore) -> None:
+    """What the SSE stream relies on: a blocked read returns as soon as an event lands."""
+    await ha_store.upsert(record("jti", "before"), at=1)
+    last = await ha_store.last_event_id()
+    waiter = asyncio.create_task(ha_store.events(after=last, limit=10, block_ms=800))
+    await asyncio.sleep(0.1)
+    await ha_store.upsert(record("jti", "after"), at=2)
+    events = await waiter
+    assert [e.record.value for e in events] == ["after"]

@@ -13,6 +13,7 @@ from revoker.store.redis import RedisStore
 from tests.redis_cluster import RedisClusterGroup
 from tests.store.ha_cases import (  # noqa: F401 - collected by pytest from this module
     MakeStore,
+    test_blocking_events_read_wakes_on_a_new_revoke,
     test_concurrent_revokes_keep_the_maximum,
     test_delete_removes_and_reports_absence,
     test_events_record_revoke_and_unrevoke_in_order,
