@@ -45,6 +45,7 @@ BUCKET_S: Final = 60
 #: How often the tail also asks XINFO whether events were trimmed past its position.
 GAP_CHECK_S: Final = 0.1
 RETRY_S: Final = (0.05, 0.1, 0.25, 0.5, 1.0)
+UNSUPPORTED: Final = "mirror supports redis:// and rediss:// stores (not Sentinel or Cluster yet)"
 _KIND_PREFIXES: Final = tuple(f"{kind}:" for kind in KINDS)
 Lookup = Callable[[Sequence[tuple[str, str]]], Awaitable[list[Record | None]]]
 
@@ -151,7 +152,7 @@ class Mirror:
                  fallback: Lookup | None = None) -> None:
         client = getattr(store, "client", None)
         if not isinstance(client, aioredis.Redis):
-            raise ConfigError("REVOKER_CHECK_MODE", "mirror needs a redis:// or rediss:// store")
+            raise ConfigError("REVOKER_CHECK_MODE", UNSUPPORTED)
         self.store = store
         #: Where checks go while out of sync: Redis itself (strict mode).
         self.fallback: Lookup = fallback or store.get_many
@@ -251,7 +252,7 @@ class Mirror:
         table = Table()
         now = self.clock()
         async for key, raw in self._scan():
-            table.put(key, raw, Record.from_json(raw).expires_at, now)
+            table.put(key, raw, int(json.loads(raw)["expires_at"]), now)
         position = await self._catch_up(table, position)
         self.table, self.position = table, position
         self.resyncs += 1
@@ -364,6 +365,8 @@ def _blocking_client(client: Any, block_s: float) -> Any:
     """A second connection for the blocking XREAD: the store's socket timeout is shorter
     than a block, and a blocked connection must not hold up checks and revokes."""
     pool = client.connection_pool
+    if type(pool) not in (aioredis.ConnectionPool, aioredis.BlockingConnectionPool):
+        raise ConfigError("REVOKER_CHECK_MODE", UNSUPPORTED)
     kwargs = dict(pool.connection_kwargs)
     kwargs["socket_timeout"] = block_s + max(2.0, float(kwargs.get("socket_timeout") or 0))
     new_pool = aioredis.ConnectionPool(connection_class=pool.connection_class, max_connections=2,

@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from revoker.config import Settings
+from revoker.errors import ConfigError
 from revoker.mirror import Gap, Mirror
 from revoker.model import Claims, Lifetimes, RevokeRequest
 from revoker.service import Revoker
@@ -180,6 +181,13 @@ async def test_out_of_sync_mirror_reads_redis_instead(store: RedisStore,
     assert (await mirror.lookup([("jti", "known")]))[0] is not None
     ok, _, detail = await mirror.readiness()
     assert not ok and detail["in_sync"] is False
+
+
+@pytest.mark.parametrize("url", ["redis+sentinel://127.0.0.1:1/main", "redis+cluster://127.0.0.1:1"])
+def test_mirror_refuses_stores_it_cannot_follow(url: str) -> None:
+    settings = Settings.from_env({"REVOKER_STORE_URL": url, "REVOKER_CHECK_MODE": "mirror"})
+    with pytest.raises(ConfigError, match="REVOKER_CHECK_MODE"):
+        create_app(settings)
 
 
 async def mirrored_app(url: str, prefix: str, **env: str) -> TestClient[Any, Any]:
