@@ -25,6 +25,7 @@ implies TLS. The hosts are startup nodes: any reachable one is enough.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from typing import Any, Final
@@ -47,6 +48,9 @@ from revoker.store.redis import (
 from revoker.store.sentinel import SSL_OPTIONS, VARIABLE, parse_multi_host
 
 log = logging.getLogger(__name__)
+SCRIPTS: Final = (UPSERT_LUA, DELETE_LUA)
+UPSERT_SHA: Final = hashlib.sha1(UPSERT_LUA.encode(), usedforsecurity=False).hexdigest()
+DELETE_SHA: Final = hashlib.sha1(DELETE_LUA.encode(), usedforsecurity=False).hexdigest()
 CLUSTER_QUERY: Final = frozenset({"ssl", *SSL_OPTIONS})
 
 
@@ -97,7 +101,8 @@ class ClusterStore(RedisStore):
         commands = []
         for position, record in enumerate(records):
             keys, args = self._upsert_args(record, at)
-            commands.append((keys[0], ("EVAL", UPSERT_LUA, len(keys), *keys, *args), position))
+            commands.append((keys[0], ("EVALSHA", UPSERT_SHA, len(keys), *keys, *args),
+                             position))
         replies = await self._write_by_node(commands)
         results = [Upserted(Record.from_json(stored), created=bool(created))
                    for created, stored in replies]
@@ -106,7 +111,7 @@ class ClusterStore(RedisStore):
 
     async def _delete(self, kind: str, value: str, at: int) -> Record | None:
         key = self.key(kind, value)
-        command = ("EVAL", DELETE_LUA, 1, key, self.events_maxlen, at)
+        command = ("EVALSHA", DELETE_SHA, 1, key, self.events_maxlen, at)
         old = (await self._write_by_node([(key, command, 0)]))[0]
         if old is None:
             return None
@@ -138,6 +143,12 @@ class ClusterStore(RedisStore):
                                    int(self.wait_timeout_s * 1000))
         try:
             await node.execute_pipeline([*pipeline, *([wait] if wait else [])])
+            if any(isinstance(c.result, rex.NoScriptError) for c in pipeline):
+                # A node new to us (or restarted, or just promoted) lacks the scripts:
+                # load them and send again; the scripts are idempotent merges.
+                for script in SCRIPTS:
+                    await node.execute_command("SCRIPT", "LOAD", script)
+                await node.execute_pipeline([*pipeline, *([wait] if wait else [])])
         except (rex.ConnectionError, rex.TimeoutError):
             self._topology_stale(node)
             raise

@@ -155,3 +155,21 @@ class TlsClusterGroup(RedisClusterGroup):
                          password="pw-cluster", scheme="rediss+cluster")
         for node in self.nodes:
             node.args = [*node.args, "--tls-port", str(node.port), *server_args]
+
+
+async def test_refuses_a_primary_that_may_evict(cluster: RedisClusterGroup, prefix: str) -> None:
+    from revoker.errors import ConfigError
+
+    node = cluster.primary_nodes()[1]
+    node.cli("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+    try:
+        store = ClusterStore(cluster.url, prefix=prefix, timeout_s=2.0, events_maxlen=10)
+        with pytest.raises(ConfigError, match="allkeys-lru"):
+            await store.open()
+        await store.close()
+        accepting = ClusterStore(cluster.url, prefix=prefix, timeout_s=2.0, events_maxlen=10,
+                                 allow_eviction=True)
+        await accepting.open()
+        await accepting.close()
+    finally:
+        node.cli("CONFIG", "SET", "maxmemory-policy", "noeviction")
