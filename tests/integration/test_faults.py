@@ -61,7 +61,11 @@ class Tally:
         now = time.monotonic()
         self.sent += 1
         self.statuses[f"{route} {status}"] += 1
-        self.slowest_s = max(self.slowest_s, now - started)
+        if now - started > self.slowest_s:
+            self.slowest_s = now - started
+            since_fault = None if self.fault_at is None else round(started - self.fault_at, 2)
+            self.notes["slowest_was"] = f"{route} {status} sent at fault{since_fault:+}s" \
+                if since_fault is not None else f"{route} {status} before the fault"
         if self.fault_at is None or started < self.fault_at:
             return  # sent before the fault: says nothing about recovery
         if status not in (200, 201):
