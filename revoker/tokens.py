@@ -495,7 +495,13 @@ class TokenValidator:
             del self._cache[next(iter(self._cache))]  # oldest first: insertion order
         self._cache[digest] = (float(verified.payload["exp"]) + self.leeway_s, verified)
 
-    def _verify(self, token: str) -> Verified:
+    def verify_signature(self, token: str) -> Verified:
+        """Algorithm, key and signature only: for formats with their own claim rules
+        (logout tokens and Security Event Tokens need no ``exp``). Never cached."""
+        check_size(token)
+        return self._verify(token, check_claims=False)
+
+    def _verify(self, token: str, *, check_claims: bool = True) -> Verified:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -510,7 +516,8 @@ class TokenValidator:
         if key is None:
             raise TokenError("unknown key")
         payload = self._decode(token, key, alg)
-        self._check_claims(payload)
+        if check_claims:
+            self._check_claims(payload)
         return Verified(header=header, payload=payload,
                         claims=claims_from_token(payload, header))
 

@@ -24,14 +24,6 @@ from revoker.errors import TokenError
 from revoker.tokens import JwksKeys, TokenValidator, Verified, peek
 
 
-class _SignatureOnly(TokenValidator):
-    """TokenValidator without its access-token claim rules (and without its cache, whose
-    entries are keyed to ``exp``)."""
-
-    def _check_claims(self, payload: dict[str, Any]) -> None:
-        return None
-
-
 class TrustedIssuers:
     """One signature validator per configured issuer, each on that issuer's JWKS."""
 
@@ -39,10 +31,10 @@ class TrustedIssuers:
         self.audience = frozenset(settings.oidc_audience)
         self.leeway_s = settings.leeway_s
         self.max_age_s = settings.oidc_max_age_s
-        self._by_issuer: dict[str, _SignatureOnly] = {}
+        self._by_issuer: dict[str, TokenValidator] = {}
         for issuer, jwks_url in settings.oidc_issuers:
             keys = JwksKeys(jwks_url, refresh_s=settings.jwks_refresh_s)
-            self._by_issuer[issuer] = _SignatureOnly(
+            self._by_issuer[issuer] = TokenValidator(
                 keys, algorithms=sorted(ASYMMETRIC_ALGS), issuer=issuer, audience=(),
                 leeway_s=settings.leeway_s, max_lifetime_s=settings.max_token_lifetime_s,
                 cache_size=0)
@@ -66,7 +58,7 @@ class TrustedIssuers:
         issuer = unverified.get("iss")
         if not isinstance(issuer, str) or issuer not in self._by_issuer:
             raise TokenError("untrusted issuer")
-        verified = self._by_issuer[issuer].validate(token)
+        verified = self._by_issuer[issuer].verify_signature(token)
         if verified.payload.get("iss") != issuer:
             raise TokenError("untrusted issuer")
         return verified
