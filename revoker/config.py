@@ -170,6 +170,9 @@ def _cross_check(s: Settings) -> None:
                           "HS* and asymmetric algorithms may not be allowed together")
     if algs & SYMMETRIC_ALGS and not s.jwt_secret:
         raise ConfigError(PREFIX + "JWT_SECRET", "required when HS* algorithms are allowed")
+    if s.jwt_secret and len(s.jwt_secret.encode()) < 32:
+        raise ConfigError(PREFIX + "JWT_SECRET",
+                          "must be at least 32 bytes (RFC 7518 3.2: no shorter than the hash)")
     if s.jwt_secret and not algs & SYMMETRIC_ALGS:
         raise ConfigError(PREFIX + "JWT_ALGORITHMS",
                           "REVOKER_JWT_SECRET is set but no HS* algorithm is allowed")

@@ -74,6 +74,8 @@ def test_hs_needs_secret_alone() -> None:
     assert s.jwt_algorithms == ("HS256",)
     with pytest.raises(ConfigError, match="REVOKER_JWT_SECRET"):
         Settings.from_env({"REVOKER_JWT_ALGORITHMS": "HS256"})
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        Settings.from_env({"REVOKER_JWT_ALGORITHMS": "HS256", "REVOKER_JWT_SECRET": "short"})
 
 
 def test_memory_store_refuses_several_workers() -> None:
