@@ -209,6 +209,7 @@ def test_two_workers_share_the_port_and_metrics_cover_both(redis_server: RedisPr
                   if line.startswith("{") and '"revoker.access"' in line]
         assert {entry["pid"] for entry in access if entry["route"] == "/v1/check/{jti}"} \
             == workers, "both workers answered requests"
+        assert ADMIN not in server.log and "Bearer" not in server.log
         assert server.terminate() == 0
     assert not directory.exists(), "the multiprocess metrics directory is removed at exit"
 
