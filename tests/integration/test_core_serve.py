@@ -132,3 +132,20 @@ def test_cli_basics(argv: list[str]) -> None:
     out = subprocess.run([sys.executable, "-m", "revoker", *argv], capture_output=True,
                          text=True)
     assert out.returncode == 0 and out.stdout
+
+
+def test_large_bearer_header_reaches_revoker() -> None:
+    """aiohttp's default 8 KiB header limit would answer a bare 400 before revoker sees a
+    token between 8 and 16 KiB; the server raises it so authz answers in its own words."""
+    server = ServeProcess({"REVOKER_API_KEYS": KEYS, "REVOKER_CHECK_AUTH": "none"}).start()
+    try:
+        for size, told in [(12 * 1024, "malformed token"), (17 * 1024, "token too large")]:
+            req = urllib.request.Request(server.url + "/v1/authz",
+                                         headers={"Authorization": "Bearer " + "a" * size})
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req, timeout=5)
+            err.value.close()
+            assert err.value.code == 401
+            assert told in err.value.headers["WWW-Authenticate"]
+    finally:
+        server.stop()
