@@ -50,7 +50,7 @@ MAX_FAST_CRASHES: Final = 5
 STOP_MARGIN_S: Final = 5.0
 #: aiohttp refuses header lines over 8190 bytes with a bare 400; a bearer token may be up to
 #: 16 KiB (the contract's limit), so that revoker itself can answer "token too large".
-HTTP_LIMITS: Final = {"max_line_size": 20 * 1024, "max_field_size": 20 * 1024}
+MAX_HEADER_BYTES: Final = 20 * 1024
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -114,7 +114,8 @@ async def _serve(settings: Settings, *, index: int, multiprocess: bool) -> None:
     if index == 0:
         active.install(app)  # one sampler for the whole service
     runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                           shutdown_timeout=settings.shutdown_timeout_s, **HTTP_LIMITS)
+                           shutdown_timeout=settings.shutdown_timeout_s,
+                           max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
