@@ -1,4 +1,4 @@
-"""The configuration table of docs/operations.md lists exactly the variables the code reads,
+"""The configuration table of the README lists exactly the variables the code reads,
 each with the default the code really uses."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from revoker.config import _PARSERS, Settings
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+DOC = Path(__file__).resolve().parents[2] / "README.md"
 ROW_RE = re.compile(r"^\|\s*`(REVOKER_[A-Z0-9_]+)`\s*\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|\s*$")
 UNSET = "—"
 
@@ -18,7 +18,7 @@ UNSET = "—"
 def documented() -> dict[str, tuple[str, str]]:
     """variable -> (default cell, meaning cell), from the configuration section only."""
     text = DOC.read_text()
-    section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    section = text.split("### Configuration", 1)[1].split("\n### ", 1)[0]
     rows: dict[str, tuple[str, str]] = {}
     for line in section.splitlines():
         match = ROW_RE.match(line)
