@@ -25,7 +25,6 @@ implies TLS. The hosts are startup nodes: any reachable one is enough.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from typing import Any, Final
@@ -37,9 +36,10 @@ from revoker.errors import ConfigError, InvalidInput, StoreError, StoreUnavailab
 from revoker.model import Record
 from revoker.store.base import StoreHealth, Upserted
 from revoker.store.redis import (
-    DELETE_LUA,
+    DELETE_SHA,
     SCAN_COUNT,
-    UPSERT_LUA,
+    SCRIPTS,
+    UPSERT_SHA,
     RedisStore,
     _describe,
     _text,
@@ -48,9 +48,6 @@ from revoker.store.redis import (
 from revoker.store.sentinel import SSL_OPTIONS, VARIABLE, parse_multi_host
 
 log = logging.getLogger(__name__)
-SCRIPTS: Final = (UPSERT_LUA, DELETE_LUA)
-UPSERT_SHA: Final = hashlib.sha1(UPSERT_LUA.encode(), usedforsecurity=False).hexdigest()
-DELETE_SHA: Final = hashlib.sha1(DELETE_LUA.encode(), usedforsecurity=False).hexdigest()
 CLUSTER_QUERY: Final = frozenset({"ssl", *SSL_OPTIONS})
 
 

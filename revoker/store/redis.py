@@ -8,8 +8,9 @@ concurrent revokers of the same key can never shorten it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import redis.asyncio as aioredis
@@ -63,6 +64,9 @@ end
 return old
 """
 
+SCRIPTS: Final = (UPSERT_LUA, DELETE_LUA)
+UPSERT_SHA: Final = hashlib.sha1(UPSERT_LUA.encode(), usedforsecurity=False).hexdigest()
+DELETE_SHA: Final = hashlib.sha1(DELETE_LUA.encode(), usedforsecurity=False).hexdigest()
 SCAN_COUNT: Final = 1000
 UNAVAILABLE: Final = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError,
                       rex.ReadOnlyError, rex.TryAgainError, rex.ClusterDownError)
@@ -95,8 +99,6 @@ class RedisStore(Store):
         self.wait_replicas = wait_replicas
         self.wait_timeout_s = wait_timeout_s
         self.client: Any = self._connect()
-        self._upsert_script = self.client.register_script(UPSERT_LUA)
-        self._delete_script = self.client.register_script(DELETE_LUA)
         self.startup_warnings: list[str] = []
 
     def _connect(self) -> Any:
@@ -135,16 +137,41 @@ class RedisStore(Store):
         cutoff = "" if record.issued_before is None else str(record.issued_before)
         return keys, [record.to_json(), record.expires_at, cutoff, self.events_maxlen, at]
 
+    async def _scripted(self, add: Callable[[Any], None]) -> list[Any]:
+        """One round trip of commands, scripts sent as EVALSHA.
+
+        redis-py's registered scripts add a SCRIPT EXISTS round trip to every pipeline;
+        instead the scripts are loaded again only when Redis answers NOSCRIPT (a restart or
+        a failover to a node that never saw them). Nothing was written then: every write is
+        inside a script, so sending the pipeline again is safe.
+        """
+        for attempt in range(2):
+            # ``async with``: a pipeline cut short by the store timeout must still give its
+            # connection back (redis-py only releases it on a completed ``execute``).
+            async with self.client.pipeline(transaction=False) as pipe:
+                add(pipe)
+                try:
+                    replies: list[Any] = await pipe.execute(raise_on_error=True)
+                    return replies
+                except rex.NoScriptError:
+                    if attempt:
+                        raise
+            for script in SCRIPTS:
+                await self.client.script_load(script)
+        raise AssertionError("unreachable")
+
+    def _wait(self, pipe: Any) -> None:
+        if self.wait_replicas:
+            pipe.wait(self.wait_replicas, int(self.wait_timeout_s * 1000))
+
     async def _upsert_many(self, records: Sequence[Record], at: int) -> list[Upserted]:
-        # ``async with``: a pipeline cut short by the store timeout must still give its
-        # connection back (redis-py only releases it on a completed ``execute``).
-        async with self.client.pipeline(transaction=False) as pipe:
+        def add(pipe: Any) -> None:
             for record in records:
                 keys, args = self._upsert_args(record, at)
-                await self._upsert_script(keys=keys, args=args, client=pipe)
-            if self.wait_replicas:
-                pipe.wait(self.wait_replicas, int(self.wait_timeout_s * 1000))
-            replies = await pipe.execute(raise_on_error=True)
+                pipe.evalsha(UPSERT_SHA, len(keys), *keys, *args)
+            self._wait(pipe)
+
+        replies = await self._scripted(add)
         if self.wait_replicas:
             self._check_durable(replies.pop())
         results = [Upserted(Record.from_json(stored), created=bool(created))
@@ -173,14 +200,14 @@ class RedisStore(Store):
         keys = [self.key(kind, value)]
         if self.same_slot_events:
             keys.append(self.events_key)
+        def add(pipe: Any) -> None:
+            pipe.evalsha(DELETE_SHA, len(keys), *keys, self.events_maxlen, at)
+            self._wait(pipe)
+
+        replies = await self._scripted(add)
+        old = replies[0]
         if self.wait_replicas:
-            async with self.client.pipeline(transaction=False) as pipe:
-                await self._delete_script(keys=keys, args=[self.events_maxlen, at], client=pipe)
-                pipe.wait(self.wait_replicas, int(self.wait_timeout_s * 1000))
-                old, acknowledged = await pipe.execute(raise_on_error=True)
-            self._check_durable(acknowledged)
-        else:
-            old = await self._delete_script(keys=keys, args=[self.events_maxlen, at])
+            self._check_durable(replies[1])
         if old is None:
             return None
         record = Record.from_json(old)

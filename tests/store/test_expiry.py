@@ -40,3 +40,18 @@ async def test_redis_key_expires_at_expires_at(redis_server, prefix: str) -> Non
             await asyncio.sleep(0.05)
     finally:
         await store.close()
+
+
+async def test_scripts_survive_a_script_flush(redis_server, prefix: str) -> None:
+    """After a restart or failover Redis may not know the scripts: writes reload them."""
+    store = RedisStore(redis_server.url, prefix=prefix, timeout_s=1, events_maxlen=10)
+    await store.open()
+    try:
+        svc = Revoker(store, lifetimes=Lifetimes(3600, 30))
+        await store.client.script_flush()
+        assert (await svc.revoke(RevokeRequest("jti", "flushed"), actor=None)).created
+        await store.client.script_flush()
+        assert await svc.unrevoke("jti", "flushed") is not None
+        assert await store.get("jti", "flushed") is None
+    finally:
+        await store.close()
