@@ -22,7 +22,6 @@ on a hit (about 1% of checks), which keeps the per-entry cost near that of the b
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -168,6 +167,7 @@ class Mirror:
         self._fresh_until = 0.0
         self._tail_client: Any = _blocking_client(client, block_ms / 1000)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # -- the hot path -----------------------------------------------------------------
 
@@ -203,17 +203,23 @@ class Mirror:
         self._task = asyncio.create_task(self._run(), name="revoker-mirror")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._tail_client.aclose()
+        """Cancel the sync task. The flag matters too: a cancellation that lands while
+        redis-py is inside its own read timeout can come out as a TimeoutError, which the
+        loop would otherwise treat as an outage and retry."""
+        self._stopping = True
+        task = self._task
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        if task is not None and not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it at exit
+        await self._tail_client.aclose(close_connection_pool=True)
 
     async def _run(self) -> None:
         """Load, tail until something breaks, then reload or reconnect; forever."""
         failures = 0
         need_snapshot = not self.synced
-        while True:
+        while not self._stopping:
             try:
                 if need_snapshot:
                     await self.resync()
@@ -291,7 +297,7 @@ class Mirror:
         """A blocking XREAD, with XINFO (to detect a gap) pipelined in front of it at most
         every ``GAP_CHECK_S``: a busy stream must not cost a second command per batch."""
         checked = 0.0
-        while True:
+        while not self._stopping:
             pipe = self._tail_client.pipeline(transaction=False)
             check = time.monotonic() - checked >= GAP_CHECK_S
             if check:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from revoker.config import Settings
-from revoker.errors import ConfigError
-from revoker.mirror import Gap, Mirror
-from revoker.model import Claims, Lifetimes, RevokeRequest
-from revoker.service import Revoker
+from revoker.errors import ConfigError, InvalidInput, StoreUnavailable
+from revoker.mirror import Coalescer, Gap, Mirror
+from revoker.model import Claims, Lifetimes, Record, RevokeRequest
+from revoker.service import Revoked, Revoker
+from revoker.store.base import Upserted
 from revoker.store.redis import RedisStore
 from revoker.web.app import create_app
 from tests.conftest import FakeClock
@@ -241,3 +242,53 @@ async def _revoked(client: Any, jti: str) -> bool:
     response = await client.get(f"/v1/check/{jti}", headers=auth(CHECK_KEY))
     return bool(response.status == 200 and (await response.json())["revoked"])
 
+
+
+async def test_concurrent_strict_lookups_share_one_read(store: RedisStore) -> None:
+    """Strict mode batches reads, it does not cache them: each caller gets its own answer."""
+    await revoke_jti(writer(store), "bad")
+    calls: list[int] = []
+
+    async def counting(pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
+        calls.append(len(pairs))
+        return await store.get_many(pairs)
+
+    coalescer = Coalescer(counting)
+    names = [f"ok{i}" for i in range(20)] + ["bad"]
+    found = await asyncio.gather(*[coalescer.lookup([("jti", n)]) for n in names])
+    assert calls == [21]
+    assert [r[0] is not None for r in found] == [False] * 20 + [True]
+    await revoke_jti(writer(store), "ok3")
+    assert (await coalescer.lookup([("jti", "ok3")]))[0] is not None, "nothing was cached"
+
+
+async def test_a_failed_batched_read_fails_every_caller(store: RedisStore) -> None:
+    async def broken(pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
+        raise StoreUnavailable("down")
+
+    coalescer = Coalescer(broken)
+    outcomes = await asyncio.gather(*[coalescer.lookup([("jti", str(i))]) for i in range(5)],
+                                    return_exceptions=True)
+    assert all(isinstance(o, StoreUnavailable) for o in outcomes)
+
+
+async def test_concurrent_revokes_are_written_together(store: RedisStore) -> None:
+    svc = writer(store)
+    svc.batch_revokes = True
+    batches: list[int] = []
+    upsert = store.upsert_many
+
+    async def counting(records: Sequence[Record], *, at: int) -> list[Upserted]:
+        batches.append(len(records))
+        return await upsert(records, at=at)
+
+    store.upsert_many = counting  # type: ignore[method-assign]
+    future = int(time.time()) + 3600
+    requests = [RevokeRequest("jti", f"b{i}") for i in range(10)]
+    requests.append(RevokeRequest("sub", "eve", issued_before=future))
+    outcomes = await asyncio.gather(*[svc.revoke(r, actor="t") for r in requests],
+                                    return_exceptions=True)
+    assert batches == [10]
+    assert all(isinstance(o, Revoked) and o.created for o in outcomes[:10])
+    assert isinstance(outcomes[10], InvalidInput), "a bad request fails alone"
+    assert all(await store.get_many([("jti", f"b{i}") for i in range(10)]))
