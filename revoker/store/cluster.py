@@ -74,24 +74,6 @@ class ClusterStore(RedisStore):
             return StoreUnavailable(f"redis cluster unavailable: {type(exc).__name__}")
         return super()._translate(exc)
 
-    async def open(self) -> None:
-        """Refuse to run where any primary may silently evict revocations."""
-        start_timeout = max(self.timeout_s, 2)
-        await self._bounded(self.client.initialize(), timeout_s=start_timeout)
-        policy = await self._bounded(self._eviction_policy(), timeout_s=start_timeout)
-        if policy != "noeviction" and not self.allow_eviction:
-            raise ConfigError(
-                "REVOKER_ALLOW_EVICTION",
-                f"a cluster primary has maxmemory-policy {policy!r}: it may evict revocations "
-                "silently; set noeviction, or REVOKER_ALLOW_EVICTION=true to accept the risk")
-        health = await self.health()
-        self.startup_warnings = list(health.warnings)
-        for warning in health.warnings:
-            log.warning("%s", warning)
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
     # -- writes: one pipeline per primary, WAIT on the same connection -------------------
 
     async def _upsert_many(self, records: Sequence[Record], at: int) -> list[Upserted]:
@@ -221,7 +203,9 @@ class ClusterStore(RedisStore):
     # -- health ------------------------------------------------------------------------
 
     async def _eviction_policy(self) -> str:
-        """The first policy other than noeviction found on any primary."""
+        """The first policy other than noeviction found on any primary (the topology is
+        read first: this is the first call ``open`` makes)."""
+        await self.client.initialize()
         for node in self._shards():
             info = _as_dict(await node.execute_command("INFO", "memory"))
             policy = _text(info.get("maxmemory_policy", "unknown"))

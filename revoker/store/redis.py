@@ -113,8 +113,7 @@ class RedisStore(Store):
 
     async def open(self) -> None:
         """Refuse to run where Redis may silently evict revocations."""
-        info = await self._bounded(self.client.info("memory"), timeout_s=max(self.timeout_s, 2))
-        policy = str(_text(info.get("maxmemory_policy", "unknown")))
+        policy = await self._bounded(self._eviction_policy(), timeout_s=max(self.timeout_s, 2))
         if policy != "noeviction" and not self.allow_eviction:
             raise ConfigError(
                 "REVOKER_ALLOW_EVICTION",
@@ -124,6 +123,10 @@ class RedisStore(Store):
         self.startup_warnings = list(health.warnings)
         for warning in health.warnings:
             log.warning("%s", warning)
+
+    async def _eviction_policy(self) -> str:
+        info = await self.client.info("memory")
+        return _text(info.get("maxmemory_policy", "unknown"))
 
     async def close(self) -> None:
         await self.client.aclose()
