@@ -8,27 +8,11 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from revoker import keys
+from tests.integration.conftest import ADMIN, CHECKER, KEYS
 from tests.redis_proc import RedisProcess, free_port
 from tests.serve_proc import ServeProcess
-
-ADMIN = "rvk_cli_test_admin_key_0000000000000"
-CHECKER = "rvk_cli_test_check_key_0000000000000"
-KEYS = ",".join([keys.config_line("ops", ["admin"], ADMIN),
-                 keys.config_line("gw", ["check"], CHECKER)])
-
-
-@pytest.fixture
-def service(redis_server: RedisProcess, prefix: str) -> Iterator[ServeProcess]:
-    server = ServeProcess({"REVOKER_STORE_URL": redis_server.url, "REVOKER_API_KEYS": KEYS,
-                           "REVOKER_KEY_PREFIX": prefix, "REVOKER_ACCESS_LOG": "false"}).start()
-    yield server
-    server.stop()
 
 
 def cli(*args: str, url: str | None = None, key: str | None = ADMIN,

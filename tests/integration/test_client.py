@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from revoker import keys
 from revoker.client import ApiError, AuthError, RevokerClient, Unreachable
-from tests.redis_proc import RedisProcess, free_port
+from tests.integration.conftest import ADMIN, CHECKER
+from tests.redis_proc import free_port
 from tests.serve_proc import ServeProcess
-
-ADMIN = "rvk_client_test_admin_key_00000000000"
-CHECKER = "rvk_client_test_check_key_00000000000"
-KEYS = ",".join([keys.config_line("ops", ["admin"], ADMIN),
-                 keys.config_line("gw", ["check"], CHECKER)])
-
-
-@pytest.fixture
-def service(redis_server: RedisProcess, prefix: str) -> Iterator[ServeProcess]:
-    server = ServeProcess({"REVOKER_STORE_URL": redis_server.url, "REVOKER_API_KEYS": KEYS,
-                           "REVOKER_KEY_PREFIX": prefix, "REVOKER_ACCESS_LOG": "false"}).start()
-    yield server
-    server.stop()
 
 
 async def test_revoke_get_check_unrevoke(service: ServeProcess) -> None:
