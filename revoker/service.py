@@ -10,7 +10,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from revoker import metrics
 from revoker.errors import InvalidInput, StoreError
@@ -104,8 +103,7 @@ class Revoker:
         now = self.clock()
         built = [self._build(r, now=now, actor=actor) for r in requests]
         to_store = [record for record in built if isinstance(record, Record)]
-        with _timed("upsert"):
-            stored = iter(await self.store.upsert_many(to_store, at=int(now)))
+        stored = iter(await self.store.upsert_many(to_store, at=int(now)))
         results: list[Revoked | InvalidInput] = []
         for request, record in zip(requests, built, strict=True):
             if isinstance(record, InvalidInput):
@@ -129,8 +127,7 @@ class Revoker:
         """The hot path (one token): ``check_many``'s rules without the batch bookkeeping."""
         pairs = claims.lookups()
         try:
-            with _timed("lookup"):
-                found = await self.lookup(pairs) if pairs else []
+            found = await self.lookup(pairs) if pairs else []
         except StoreError as exc:
             return self._unknown(exc, 1)[0]
         matches = matching(claims, found)
@@ -149,8 +146,7 @@ class Revoker:
         """All kinds of all items are fetched in one lookup."""
         pairs = [pair for claims in items for pair in claims.lookups()]
         try:
-            with _timed("lookup"):
-                found = await self.lookup(pairs) if pairs else []
+            found = await self.lookup(pairs) if pairs else []
         except StoreError as exc:
             return self._unknown(exc, len(items))
         results, offset = [], 0
@@ -163,50 +159,25 @@ class Revoker:
         return results
 
     async def get(self, kind: str, value: str) -> Record | None:
-        with _timed("get"):
-            return await self.store.get(kind, value)
+        return await self.store.get(kind, value)
 
     async def unrevoke(self, kind: str, value: str) -> Record | None:
-        with _timed("delete"):
-            record = await self.store.delete(kind, value, at=int(self.clock()))
+        record = await self.store.delete(kind, value, at=int(self.clock()))
         if record is not None:
             metrics.UNREVOCATIONS.labels(kind=kind).inc()
         return record
 
     async def list_records(self, *, kind: str | None, cursor: str | None,
                    limit: int) -> tuple[list[Record], str | None]:
-        with _timed("scan"):
-            return await self.store.scan(kind=kind, cursor=cursor, limit=limit)
+        return await self.store.scan(kind=kind, cursor=cursor, limit=limit)
 
     async def events(self, *, after: str | None, limit: int, block_ms: int = 0) -> list[Event]:
-        with _timed("events"):
-            return await self.store.events(after=after, limit=limit, block_ms=block_ms)
+        return await self.store.events(after=after, limit=limit, block_ms=block_ms)
 
 
 _BACKGROUND: set[asyncio.Task[None]] = set()
 #: Metric children resolved once: ``labels()`` on every check costs more than the count.
 _CHECKS_OK = metrics.CHECKS.labels(result="ok")
 _CHECKS_REVOKED = metrics.CHECKS.labels(result="revoked")
-_STORE_TIMERS: dict[str, Any] = {}
 
 
-class _timed:
-    """Time a store operation and count its failures, without try/except at call sites."""
-
-    __slots__ = ("operation", "started")
-
-    def __init__(self, operation: str) -> None:
-        self.operation = operation
-        self.started = 0.0
-
-    def __enter__(self) -> None:
-        self.started = time.perf_counter()
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        timer = _STORE_TIMERS.get(self.operation)
-        if timer is None:
-            timer = _STORE_TIMERS[self.operation] = metrics.STORE_DURATION.labels(
-                operation=self.operation)
-        timer.observe(time.perf_counter() - self.started)
-        if exc_type is not None and isinstance(exc, StoreError):
-            metrics.STORE_ERRORS.labels(operation=self.operation).inc()

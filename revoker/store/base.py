@@ -8,11 +8,13 @@ backends implement only the small ``_`` primitives.
 from __future__ import annotations
 
 import asyncio
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from revoker import metrics
 from revoker.errors import StoreError, StoreUnavailable
 from revoker.model import Event, Record
 
@@ -54,17 +56,27 @@ class Store(ABC):
     def events_key(self) -> str:
         return f"{self.prefix}events"
 
-    async def _bounded(self, awaitable: Awaitable[T], *, timeout_s: float | None = None) -> T:
-        """Every store call is bounded so that a check never hangs on a stuck store."""
+    async def _bounded(self, awaitable: Awaitable[T], *, operation: str,
+                       timeout_s: float | None = None) -> T:
+        """Every store call is bounded so that a check never hangs on a stuck store, and
+        timed here, where it happens: one observation per round trip (a coalesced MGET
+        for many checks is one lookup; a check answered by the mirror is none)."""
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout_s if timeout_s is None else timeout_s):
                 return await awaitable
         except TimeoutError as exc:
+            metrics.STORE_ERRORS.labels(operation=operation).inc()
             raise StoreUnavailable("store did not answer in time") from exc
         except StoreError:
+            metrics.STORE_ERRORS.labels(operation=operation).inc()
             raise
         except Exception as exc:
-            raise self._translate(exc) from exc
+            error = self._translate(exc)
+            metrics.STORE_ERRORS.labels(operation=operation).inc()
+            raise error from exc
+        finally:
+            _timer(operation).observe(time.perf_counter() - started)
 
     def _translate(self, exc: Exception) -> StoreError:
         """Backends map their own errors; anything unknown is re-raised as-is."""
@@ -87,7 +99,8 @@ class Store(ABC):
     async def upsert_many(self, records: Sequence[Record], *, at: int) -> list[Upserted]:
         if not records:
             return []
-        return await self._bounded(self._upsert_many(records, at), timeout_s=self._write_timeout(
+        return await self._bounded(self._upsert_many(records, at), operation="upsert",
+                                   timeout_s=self._write_timeout(
             len(records)))
 
     def _write_timeout(self, count: int) -> float:
@@ -97,42 +110,45 @@ class Store(ABC):
     async def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
         if not pairs:
             return []
-        return await self._bounded(self._get_many(pairs))
+        return await self._bounded(self._get_many(pairs), operation="lookup")
 
     async def get(self, kind: str, value: str) -> Record | None:
         return (await self.get_many([(kind, value)]))[0]
 
     async def delete(self, kind: str, value: str, *, at: int) -> Record | None:
         """Remove a record and append an ``unrevoked`` event; ``None`` when absent."""
-        return await self._bounded(self._delete(kind, value, at))
+        return await self._bounded(self._delete(kind, value, at), operation="delete")
 
     async def scan(self, *, kind: str | None, cursor: str | None,
                    limit: int) -> tuple[list[Record], str | None]:
         """A page of live records; the cursor is opaque and ``None`` at the end."""
-        return await self._bounded(self._scan(kind, cursor, limit),
+        return await self._bounded(self._scan(kind, cursor, limit), operation="scan",
                                    timeout_s=self._write_timeout(limit))
 
     async def events(self, *, after: str | None, limit: int,
                      block_ms: int = 0) -> list[Event]:
         """Events strictly after ``after`` (oldest first); ``block_ms`` waits for new ones."""
         timeout = self.timeout_s + block_ms / 1000
-        return await self._bounded(self._events(after, limit, block_ms), timeout_s=timeout)
+        operation = "events_wait" if block_ms > 0 else "events"
+        return await self._bounded(self._events(after, limit, block_ms), operation=operation,
+                                   timeout_s=timeout)
 
     async def last_event_id(self) -> str | None:
-        return await self._bounded(self._last_event_id())
+        return await self._bounded(self._last_event_id(), operation="events")
 
     async def remember_once(self, key_suffix: str, expires_at: int) -> bool:
         """Mark ``{prefix}{key_suffix}`` as seen until ``expires_at``; True the first time,
         False while it is still remembered (replay protection for logout tokens and SETs).
         Atomic: of two concurrent callers, exactly one gets True."""
-        return await self._bounded(self._remember_once(self.prefix + key_suffix, expires_at))
+        return await self._bounded(self._remember_once(self.prefix + key_suffix, expires_at),
+                                   operation="remember")
 
     async def _remember_once(self, key: str, expires_at: int) -> bool:
         raise NotImplementedError(f"{type(self).__name__} cannot remember ids")
 
     async def health(self) -> StoreHealth:
         try:
-            return await self._bounded(self._health())
+            return await self._bounded(self._health(), operation="health")
         except StoreError as exc:
             return StoreHealth(ok=False, detail={"error": str(exc) or type(exc).__name__})
 
@@ -159,3 +175,15 @@ class Store(ABC):
 
     @abstractmethod
     async def _health(self) -> StoreHealth: ...
+
+
+_TIMERS: dict[str, Any] = {}
+
+
+def _timer(operation: str) -> Any:
+    """The histogram child of an operation, resolved once: ``labels()`` costs more than the
+    observation itself, and lookups run on every strict-mode check."""
+    timer = _TIMERS.get(operation)
+    if timer is None:
+        timer = _TIMERS[operation] = metrics.STORE_DURATION.labels(operation=operation)
+    return timer

@@ -113,7 +113,8 @@ class RedisStore(Store):
 
     async def open(self) -> None:
         """Refuse to run where Redis may silently evict revocations."""
-        policy = await self._bounded(self._eviction_policy(), timeout_s=max(self.timeout_s, 2))
+        policy = await self._bounded(self._eviction_policy(), operation="open",
+                                     timeout_s=max(self.timeout_s, 2))
         if policy != "noeviction" and not self.allow_eviction:
             raise ConfigError(
                 "REVOKER_ALLOW_EVICTION",
