@@ -8,8 +8,10 @@ prove that nothing assumes every key is on one server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -19,6 +21,23 @@ from revoker.service import Revoker
 from revoker.store.redis import RedisStore
 
 MakeStore = Callable[..., Awaitable[RedisStore]]
+
+
+@contextlib.asynccontextmanager
+async def store_factory(cls: type[RedisStore], url: str,
+                        prefix: str) -> AsyncIterator[MakeStore]:
+    """``make_ha_store`` for a backend: opened stores, all closed at the end."""
+    stores: list[RedisStore] = []
+
+    async def factory(**options: Any) -> RedisStore:
+        store = cls(url, prefix=prefix, timeout_s=2.0, events_maxlen=1000, **options)
+        await store.open()
+        stores.append(store)
+        return store
+
+    yield factory
+    for store in stores:
+        await store.close()
 
 
 def record(kind: str, value: str, *, expires_in: int = 600,

@@ -13,6 +13,7 @@ from revoker.store.redis import RedisStore
 from tests.redis_cluster import RedisClusterGroup
 from tests.store.ha_cases import (  # noqa: F401 - collected by pytest from this module
     MakeStore,
+    store_factory,
     test_blocking_events_read_wakes_on_a_new_revoke,
     test_concurrent_revokes_keep_the_maximum,
     test_delete_removes_and_reports_absence,
@@ -39,18 +40,8 @@ def cluster() -> Iterator[RedisClusterGroup]:
 
 @pytest.fixture
 async def make_ha_store(cluster: RedisClusterGroup, prefix: str) -> AsyncIterator[MakeStore]:
-    stores: list[RedisStore] = []
-
-    async def factory(**options: Any) -> RedisStore:
-        store = ClusterStore(cluster.url, prefix=prefix, timeout_s=2.0, events_maxlen=1000,
-                             **options)
-        await store.open()
-        stores.append(store)
-        return store
-
-    yield factory
-    for store in stores:
-        await store.close()
+    async with store_factory(ClusterStore, cluster.url, prefix) as factory:
+        yield factory
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from revoker.store.sentinel import SentinelStore, parse_multi_host
 from tests.redis_sentinel import MASTER_NAME, SentinelGroup
 from tests.store.ha_cases import (  # noqa: F401 - collected by pytest from this module
     MakeStore,
+    store_factory,
     test_blocking_events_read_wakes_on_a_new_revoke,
     test_concurrent_revokes_keep_the_maximum,
     test_delete_removes_and_reports_absence,
@@ -39,18 +40,8 @@ def sentinels() -> Iterator[SentinelGroup]:
 
 @pytest.fixture
 async def make_ha_store(sentinels: SentinelGroup, prefix: str) -> AsyncIterator[MakeStore]:
-    stores: list[RedisStore] = []
-
-    async def factory(**options: Any) -> RedisStore:
-        store = SentinelStore(sentinels.url, prefix=prefix, timeout_s=2.0, events_maxlen=1000,
-                              **options)
-        await store.open()
-        stores.append(store)
-        return store
-
-    yield factory
-    for store in stores:
-        await store.close()
+    async with store_factory(SentinelStore, sentinels.url, prefix) as factory:
+        yield factory
 
 
 @pytest.fixture
