@@ -28,7 +28,15 @@ class Principal:
     scopes: frozenset[str]
 
     def allows(self, scope: str) -> bool:
-        return any(scope in SCOPE_IMPLIES[s] for s in self.scopes)
+        implied = _IMPLIED.get(self.scopes)
+        if implied is None:  # computed once per distinct scope set, not per request
+            implied = frozenset(i for s in self.scopes for i in SCOPE_IMPLIES[s])
+            _IMPLIED[self.scopes] = implied
+        return scope in implied
+
+
+#: Scope set -> every scope it grants; keys are the few scope sets configured.
+_IMPLIED: dict[frozenset[str], frozenset[str]] = {}
 
 
 ANONYMOUS_CHECKER: Final = Principal("anonymous", frozenset({"check"}))

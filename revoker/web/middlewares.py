@@ -82,13 +82,23 @@ def _method_label(method: str) -> str:
     return method if method in _METHODS else "other"
 
 
+#: Route label by resource object: resources live as long as the app's router.
+_route_labels: dict[int, tuple[object, str]] = {}
+
+
 def _route_label(request: web.Request) -> str:
     info = request.match_info
     route = getattr(info, "route", None)
     resource = getattr(route, "resource", None)
     if resource is None or getattr(info, "http_exception", None) is not None:
         return "unmatched"
-    return str(resource.canonical)
+    cached = _route_labels.get(id(resource))
+    if cached is not None and cached[0] is resource:
+        return cached[1]
+    label = str(resource.canonical)
+    if len(_route_labels) < 10_000:  # bounded: tests build many apps in one process
+        _route_labels[id(resource)] = (resource, label)
+    return label
 
 
 @web.middleware
@@ -100,7 +110,14 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     started = time.perf_counter()
     status = 500
     try:
-        response = await errors(request, handler)
+        try:  # ``errors`` inlined: one coroutine frame less on every request
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = _http_problem(exc)
+        except Exception as exc:
+            response = error_response(request, exc)
         status = response.status
         if not response.prepared:  # a stream has sent its headers already
             response.headers["X-Request-Id"] = request_id
@@ -122,37 +139,49 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Map every error to problem+json; an unexpected one is logged and is a 500."""
+    """Map every error to problem+json; an unexpected one is logged and is a 500.
+    (``request_context`` does the same inline.)"""
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return problem(exc.status, _http_detail(exc), headers=_keep_headers(exc))
-    except UnsupportedMediaType as exc:
+        return _http_problem(exc)
+    except Exception as exc:
+        return error_response(request, exc)
+
+
+def _http_problem(exc: web.HTTPException) -> web.Response:
+    return problem(exc.status, _http_detail(exc), headers=_keep_headers(exc))
+
+
+def error_response(request: web.Request, exc: Exception) -> web.Response:
+    """The problem+json answer for a domain error; anything else is logged and is a 500.
+    Order matters: ``UnsupportedMediaType`` is an ``InvalidInput``."""
+    if isinstance(exc, UnsupportedMediaType):
         return problem(415, str(exc))
-    except TooLarge as exc:
+    if isinstance(exc, TooLarge):
         return problem(413, str(exc))
-    except InvalidInput as exc:
+    if isinstance(exc, InvalidInput):
         return problem(400, str(exc))
-    except TokenError as exc:
+    if isinstance(exc, TokenError):
         return problem(400, exc.reason)
-    except NotFound as exc:
+    if isinstance(exc, NotFound):
         return problem(404, str(exc) or "no such record")
-    except Unauthenticated as exc:
+    if isinstance(exc, Unauthenticated):
         return problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="revoker"'})
-    except Forbidden as exc:
+    if isinstance(exc, Forbidden):
         challenge = f'Bearer realm="revoker", error="insufficient_scope", scope="{exc.scope}"'
         return problem(403, str(exc), headers={"WWW-Authenticate": challenge})
-    except NotDurable as exc:
+    if isinstance(exc, NotDurable):
         return problem(503, f"not acknowledged by enough replicas: {exc}; retry",
                        headers={"Retry-After": RETRY_AFTER_S})
-    except StoreError as exc:
+    if isinstance(exc, StoreError):
         return problem(503, f"the store is unavailable: {exc}",
                        headers={"Retry-After": RETRY_AFTER_S})
-    except Exception:
-        errlog.exception("unhandled error on %s %s", request.method, _route_label(request))
-        return problem(500, "internal error; the request id identifies it in the logs")
+    errlog.error("unhandled error on %s %s", request.method, _route_label(request),
+                 exc_info=exc)
+    return problem(500, "internal error; the request id identifies it in the logs")
 
 
 def _http_detail(exc: web.HTTPException) -> str:
