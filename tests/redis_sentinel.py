@@ -7,13 +7,12 @@ suite owns every process (never the machine's Redis).
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from tests.redis_proc import REDIS_SERVER, RedisProcess, free_port, wait_port
+from tests.redis_proc import REDIS_SERVER, RedisProcess, free_port, stop_process, wait_port
 from tests.tls_certs import TlsFiles
 
 MASTER_NAME = "revoker-primary"
@@ -75,14 +74,7 @@ class SentinelProcess:
         return int(lines[1]) if len(lines) == 2 and lines[1].isdigit() else None
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        stop_process(self.proc, self.dir)
 
 
 class SentinelGroup:
