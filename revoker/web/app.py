@@ -10,6 +10,7 @@ from types import ModuleType
 
 from aiohttp import web
 
+from revoker import metrics
 from revoker.config import Settings
 from revoker.errors import StoreUnavailable
 from revoker.keys import KeyRing
@@ -56,6 +57,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
                            fail_mode=settings.fail_mode, clock=clock)
     app[READINESS] = []
     app.cleanup_ctx.append(_store_lifecycle)
+    app.cleanup_ctx.append(metrics.flushing)
     for module in ROUTE_MODULES:
         app.add_routes(module.routes)
         setup = getattr(module, "setup", None)

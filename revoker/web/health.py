@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
+from revoker.metrics import flush as flush_tallies
 from revoker.web.jsonio import respond
 from revoker.web.problem import problem
 from revoker.web.state import READINESS, STORE
@@ -47,6 +48,7 @@ async def metrics(request: web.Request) -> web.Response:
     """This process's metrics or, with several workers, every worker's merged: the
     server sets ``METRICS_REGISTRY`` to a multiprocess collector. Costs no store call."""
     registry = request.app.get(METRICS_REGISTRY) or REGISTRY
+    flush_tallies()  # this worker's hot-path counts (revoker.metrics.flush)
     body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 

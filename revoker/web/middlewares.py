@@ -63,16 +63,23 @@ _request_counters: dict[tuple[str, str, int], Any] = {}
 _request_timers: dict[str, Any] = {}
 
 
-def _observe(route: str, method: str, status: int, elapsed: float) -> None:
+def request_tallies(route: str, method: str, status: int) -> tuple[Any, Any]:
+    """The request counter and duration histogram of one (route, method, status)."""
     counter = _request_counters.get((route, method, status))
     if counter is None:
         counter = metrics.HTTP_REQUESTS.labels(route=route, method=method, status=status)
         if len(_request_counters) < 10_000:  # bounded: methods come from clients
-            _request_counters[(route, method, status)] = counter
-    counter.inc()
+            counter = _request_counters[(route, method, status)] = metrics.fast_counter(counter)
     timer = _request_timers.get(route)
     if timer is None:
-        timer = _request_timers[route] = metrics.HTTP_DURATION.labels(route=route)
+        timer = _request_timers[route] = metrics.fast_histogram(
+            metrics.HTTP_DURATION.labels(route=route))
+    return counter, timer
+
+
+def _observe(route: str, method: str, status: int, elapsed: float) -> None:
+    counter, timer = request_tallies(route, method, status)
+    counter.inc()
     timer.observe(elapsed)
 
 
@@ -101,11 +108,27 @@ def _route_label(request: web.Request) -> str:
     return label
 
 
+def request_id_of(request: web.BaseRequest) -> str:
+    """The caller's ``X-Request-Id`` when it is sane, else a new one."""
+    incoming = request.headers.get("X-Request-Id", "")
+    return incoming if incoming and _REQUEST_ID_RE.match(incoming) else _ids.new()
+
+
+def account(request: web.BaseRequest, route: str, status: int, started: float, *,
+            access_log: bool) -> None:
+    """Metrics and the access log line of one answered request."""
+    elapsed = time.perf_counter() - started
+    _observe(route, _method_label(request.method), status, elapsed)
+    if access_log:
+        log.info("%s %s %d %.1fms", request.method, route, status, elapsed * 1000,
+                 extra={"method": request.method, "route": route, "status": status,
+                        "duration_ms": round(elapsed * 1000, 3), "remote": request.remote})
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id (taken from ``X-Request-Id`` when sane), metrics and the access log."""
-    incoming = request.headers.get("X-Request-Id", "")
-    request_id = incoming if incoming and _REQUEST_ID_RE.match(incoming) else _ids.new()
+    request_id = request_id_of(request)
     token = REQUEST_ID.set(request_id)
     started = time.perf_counter()
     status = 500
@@ -127,14 +150,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         exc.headers["X-Request-Id"] = request_id
         raise
     finally:
-        elapsed = time.perf_counter() - started
-        route = _route_label(request)
-        _observe(route, _method_label(request.method), status, elapsed)
-        if request.app[SETTINGS].access_log:
-            log.info("%s %s %d %.1fms", request.method, route, status, elapsed * 1000,
-                     extra={"method": request.method, "route": route, "status": status,
-                            "duration_ms": round(elapsed * 1000, 3),
-                            "remote": request.remote})
+        account(request, _route_label(request), status, started,
+                access_log=request.app[SETTINGS].access_log)
         REQUEST_ID.reset(token)
 
 
@@ -142,7 +159,8 @@ def _http_problem(exc: web.HTTPException) -> web.Response:
     return problem(exc.status, _http_detail(exc), headers=_keep_headers(exc))
 
 
-def error_response(request: web.Request, exc: Exception) -> web.Response:
+def error_response(request: web.BaseRequest, exc: Exception, *,
+                   route: str | None = None) -> web.Response:
     """The problem+json answer for a domain error; anything else is logged and is a 500.
     Order matters: ``UnsupportedMediaType`` is an ``InvalidInput``."""
     if isinstance(exc, UnsupportedMediaType):
@@ -166,8 +184,9 @@ def error_response(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, StoreError):
         return problem(503, f"the store is unavailable: {exc}",
                        headers={"Retry-After": RETRY_AFTER_S})
-    errlog.error("unhandled error on %s %s", request.method, _route_label(request),
-                 exc_info=exc)
+    errlog.error("unhandled error on %s %s", request.method,
+                 route or (_route_label(request) if isinstance(request, web.Request)
+                           else "unmatched"), exc_info=exc)
     return problem(500, "internal error; the request id identifies it in the logs")
 
 

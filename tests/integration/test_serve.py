@@ -197,8 +197,12 @@ def test_two_workers_share_the_port_and_metrics_cover_both(redis_server: RedisPr
             status, body = request(server, f"/v1/check/load-{i}")
             assert status == 200 and json.loads(body)["revoked"] is (i < 20)
 
+        # Every request is counted exactly once, whichever worker answered it; a worker
+        # adds its hot-path counts every second (revoker.metrics.flush), so poll.
+        poll_until(lambda: total(scrape(server), "revoker_http_requests_total",
+                                 route="/v1/check/{jti}", status="200") >= 40,
+                   what="both workers' counts")
         samples = scrape(server)
-        # Every request was counted exactly once, whichever worker answered it.
         assert total(samples, "revoker_http_requests_total", route="/v1/check/{jti}",
                      status="200") == 40
         assert total(samples, "revoker_revocations_total", kind="jti", source="api") == 20
@@ -223,6 +227,9 @@ def test_a_dead_worker_is_replaced_and_counts_survive(redis_server: RedisProcess
         before = listeners(server.port)
         for _ in range(10):
             assert request(server, "/healthz")[0] == 200
+        # Counts reach the shared files within a second (a SIGKILL loses at most that).
+        poll_until(lambda: total(scrape(server), "revoker_http_requests_total",
+                                 route="/healthz") >= 10, what="flushed counts")
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
         poll_until(lambda: len(listeners(server.port)) == 2 and victim not in

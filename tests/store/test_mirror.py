@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from revoker.config import Settings
 from revoker.errors import ConfigError, InvalidInput, StoreUnavailable
@@ -19,6 +19,7 @@ from revoker.store.base import Upserted
 from revoker.store.redis import RedisStore
 from revoker.web.app import create_app
 from tests.conftest import FakeClock
+from tests.lane_server import LaneTestServer
 from tests.redis_proc import RedisProcess
 from tests.web.conftest import CHECK_KEY, KEYS_ENV, auth
 
@@ -195,7 +196,7 @@ async def mirrored_app(url: str, prefix: str, **env: str) -> TestClient[Any, Any
     settings = Settings.from_env({"REVOKER_STORE_URL": url, "REVOKER_API_KEYS": KEYS_ENV,
                                   "REVOKER_KEY_PREFIX": prefix, "REVOKER_ACCESS_LOG": "false",
                                   "REVOKER_CHECK_MODE": "mirror", **env})
-    client = TestClient(TestServer(create_app(settings)))
+    client = TestClient(LaneTestServer(create_app(settings)))
     await client.start_server()
     return client
 

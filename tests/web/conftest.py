@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from revoker import keys
 from revoker.config import Settings
 from revoker.web.app import create_app
+from tests.lane_server import LaneTestServer
 from tests.redis_proc import RedisProcess
 
 ADMIN_KEY = "rvk_test_admin_key_0123456789abcdef"
@@ -52,7 +53,7 @@ async def make_client(prefix: str) -> AsyncIterator[MakeClient]:
         settings = Settings.from_env(environ)
         kwargs = {"clock": clock} if clock is not None else {}
         app = create_app(settings, **kwargs)
-        client = TestClient(TestServer(app))
+        client = TestClient(LaneTestServer(app))
         await client.start_server()
         clients.append(client)
         return client

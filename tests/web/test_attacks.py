@@ -16,7 +16,7 @@ from typing import Any
 
 import jwt
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from revoker.config import Settings
 from revoker.web.app import create_app
@@ -36,6 +36,7 @@ from tests.jwt_factory import (
     self_signed_cert_b64,
     sign,
 )
+from tests.lane_server import LaneTestServer
 from tests.web import jwt_env as fx
 from tests.web.conftest import CHECK_KEY, KEYS_ENV, auth
 from tests.web.jwt_env import bearer
@@ -200,7 +201,7 @@ async def test_attack_is_refused(make_client: Any, jwt_env: dict[str, str], keys
 async def big_header_client(jwt_env: dict[str, str]) -> Any:
     """The service with a header limit above 16 KiB, as ``revoker serve`` should run."""
     env = {"REVOKER_API_KEYS": KEYS_ENV, "REVOKER_ACCESS_LOG": "false", **jwt_env}
-    server = TestServer(create_app(Settings.from_env(env)))
+    server = LaneTestServer(create_app(Settings.from_env(env)))
     await server.start_server(max_field_size=64 * 1024, max_line_size=64 * 1024)
     client = TestClient(server)
     await client.start_server()

@@ -16,12 +16,13 @@ from typing import Any
 
 import jwt
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from revoker import logs
 from revoker.config import Settings
 from revoker.logs import REQUEST_ID, JsonFormatter, RequestIdFilter, TextFormatter
 from revoker.web.app import create_app
+from tests.lane_server import LaneTestServer
 from tests.web.conftest import ADMIN_KEY, CHECK_KEY, KEYS_ENV, REVOKE_KEY, MakeClient, auth
 
 JWT_SECRET = "jwt-signing-secret-never-logged-0123456789abcdef"
@@ -105,7 +106,7 @@ async def test_a_full_session_logs_no_token_or_key_material(
         "REVOKER_STORE_URL": store_url, "REVOKER_API_KEYS": KEYS_ENV,
         "REVOKER_KEY_PREFIX": prefix, "REVOKER_ACCESS_LOG": "true",
         "REVOKER_JWT_ALGORITHMS": "HS256", "REVOKER_JWT_SECRET": JWT_SECRET})
-    server = TestServer(create_app(settings))
+    server = LaneTestServer(create_app(settings))
     await server.start_server(access_log=None)  # as revoker.server runs it
     client = TestClient(server)
     try:
