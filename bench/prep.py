@@ -1,5 +1,10 @@
 """Benchmark data: 100k revocations in Redis, keys and tokens, memory figures, propagation.
 
+Each revoker mode gets its own key prefix (``PREFIXES``) in the one Redis, each loaded with
+the same revocations (the same jtis, the same revoked token jtis), so one mode's revokes
+never reach the other mode's server (a mirror follows only its own prefix's event stream).
+The memory figures are measured once, on the first prefix loaded.
+
 Everything here runs in the harness process, before (or beside) the load.
 """
 
@@ -26,6 +31,8 @@ from revoker.store.redis import RedisStore
 from tests.redis_proc import RedisProcess
 
 PREFIX = "revoker:"
+#: Key prefix per revoker mode; the mirror keeps the historical one (``PREFIX``).
+PREFIXES = {"mirror": PREFIX, "strict": "strict:"}
 #: Small on purpose: the "distinct" rows cycle DISTINCT_TOKENS tokens, more than fit, so
 #: every request misses the verified-token cache (FIFO) and pays a signature check.
 TOKEN_CACHE_SIZE = 1000
@@ -34,9 +41,16 @@ REVOKED_SAMPLE = 1000
 BATCH = 1000
 
 
+def prefix_for(mode: str) -> str:
+    return PREFIXES.get(mode, f"{mode}:")
+
+
 @dataclass
 class Data:
+    #: The prefix loaded first (memory figures measured on it); any one will do for naive.
     prefix: str
+    #: Every loaded prefix, in loading order; each holds the same revocations.
+    prefixes: list[str]
     admin_key: str
     keys_line: str
     key_dir: Path
@@ -46,24 +60,38 @@ class Data:
     token_lists: dict[str, list[str]] = field(default_factory=dict)
 
 
-async def prepare(redis: RedisProcess, tmp: Path, count: int, extra: dict[str, Any]) -> Data:
+async def prepare(redis: RedisProcess, tmp: Path, count: int, extra: dict[str, Any],
+                  prefixes: list[str]) -> Data:
+    """Load ``count`` revocations and the tokens' revoked jtis under each of ``prefixes``
+    (at least one), the same values under each; memory figures from the first load only."""
+    prefixes = list(dict.fromkeys(prefixes)) or [PREFIX]
     admin_key = keys.generate()
-    data = Data(prefix=PREFIX, admin_key=admin_key,
+    data = Data(prefix=prefixes[0], prefixes=prefixes, admin_key=admin_key,
                 keys_line=keys.config_line("bench-admin", ["admin"], admin_key),
                 key_dir=tmp / "keys", revoked_file=tmp / "revoked.txt")
-    store = RedisStore(redis.url, prefix=PREFIX, timeout_s=10, events_maxlen=1_000_000)
-    await store.open()
-    try:
-        memory: dict[str, Any] = {}
-        memory["set_exat_bytes_per_key"] = await _set_baseline(store, count)
-        values = await _load(store, count, memory)
-        data.revoked_file.write_text("\n".join(values[:REVOKED_SAMPLE]) + "\n")
-        memory["mirror_bytes_per_entry"], memory["mirror_load_seconds"] = \
-            await _mirror_bytes(store)
-        extra["memory"] = memory
-        await _tokens(store, data, tmp)
-    finally:
-        await store.close()
+    token_jtis = _tokens(data, tmp)
+    values: list[str] = []
+    for i, prefix in enumerate(prefixes):
+        store = RedisStore(redis.url, prefix=prefix, timeout_s=10, events_maxlen=1_000_000)
+        await store.open()
+        try:
+            if i == 0:
+                memory: dict[str, Any] = {}
+                memory["set_exat_bytes_per_key"] = await _set_baseline(store, count)
+                # generated here, between the baseline's UNLINKs and the load, as always: that
+                # pause lets Redis shrink its keyspace table before the load regrows it (without
+                # it, bytes per record read ~20 B lower)
+                values = [str(uuid.uuid4()) for _ in range(count)]
+                data.revoked_file.write_text("\n".join(values[:REVOKED_SAMPLE]) + "\n")
+                await _load(store, values, memory)
+                memory["mirror_bytes_per_entry"], memory["mirror_load_seconds"] = \
+                    await _mirror_bytes(store)
+                extra["memory"] = memory
+            else:
+                await _load(store, values, None)
+            await _revoke(store, token_jtis)
+        finally:
+            await store.close()
     return data
 
 
@@ -88,10 +116,11 @@ async def _set_baseline(store: RedisStore, count: int) -> float:
     return round((after - before) / count, 1)
 
 
-async def _load(store: RedisStore, count: int, memory: dict[str, Any]) -> list[str]:
-    """``count`` jti revocations without a reason, as the API would store them."""
+async def _load(store: RedisStore, values: list[str], memory: dict[str, Any] | None) -> None:
+    """A jti revocation per value, without a reason, as the API would store them; with
+    ``memory``, what they cost in Redis."""
     service = Revoker(store, lifetimes=Lifetimes(86400, 30))
-    values = [str(uuid.uuid4()) for _ in range(count)]
+    count = len(values)
     exp = int(time.time()) + 3600
     before = await _used(store)
     started = time.perf_counter()
@@ -99,6 +128,8 @@ async def _load(store: RedisStore, count: int, memory: dict[str, Any]) -> list[s
         await service.revoke_many([RevokeRequest("jti", v, token_exp=exp)
                                    for v in values[start:start + BATCH]], actor="bench-admin")
     elapsed = time.perf_counter() - started
+    if memory is None:
+        return
     after = await _used(store)
     stream = int(await store.client.memory_usage(store.events_key) or 0)
     sample = await store.client.memory_usage(store.key("jti", values[0]))
@@ -111,7 +142,6 @@ async def _load(store: RedisStore, count: int, memory: dict[str, Any]) -> list[s
         "memory_usage_one_record_key": sample,
         "record_json_bytes": len(await store.client.get(store.key("jti", values[0]))),
     })
-    return values
 
 
 async def _mirror_bytes(store: RedisStore) -> tuple[float, float]:
@@ -134,15 +164,15 @@ async def _mirror_bytes(store: RedisStore) -> tuple[float, float]:
     return round((after - before) / max(entries, 1), 1), load_s
 
 
-async def _tokens(store: RedisStore, data: Data, tmp: Path) -> None:
+def _tokens(data: Data, tmp: Path) -> list[str]:
     """RS256 and ES256 keys, one repeated token each and DISTINCT_TOKENS distinct ones,
-    1% of which carry a revoked jti."""
+    1% of which carry a jti to revoke (returned)."""
     data.key_dir.mkdir(parents=True, exist_ok=True)
     private: dict[str, Any] = {
         "RS256": rsa.generate_private_key(public_exponent=65537, key_size=2048),
         "ES256": ec.generate_private_key(ec.SECP256R1())}
-    service = Revoker(store, lifetimes=Lifetimes(86400, 30))
     now = int(time.time())
+    revoked: list[str] = []
     for alg, key in private.items():
         kid = alg.lower()
         pem = key.public_key().public_bytes(serialization.Encoding.PEM,
@@ -158,14 +188,20 @@ async def _tokens(store: RedisStore, data: Data, tmp: Path) -> None:
         repeated.write_text(sign(0, str(uuid.uuid4())) + "\n")
         jtis = [str(uuid.uuid4()) for _ in range(DISTINCT_TOKENS)]
         tokens = [sign(i, jti) for i, jti in enumerate(jtis)]
-        revoked = jtis[::100]
-        await service.revoke_many([RevokeRequest("jti", j, token_exp=now + 3600)
-                                   for j in revoked], actor="bench-admin")
+        revoked += jtis[::100]
         distinct = tmp / f"{alg}-distinct.txt"
         distinct.write_text("\n".join(tokens) + "\n")
         data.tokens[(alg, "repeated")] = repeated
         data.tokens[(alg, "distinct")] = distinct
         data.token_lists[alg] = tokens
+    return revoked
+
+
+async def _revoke(store: RedisStore, jtis: list[str]) -> None:
+    service = Revoker(store, lifetimes=Lifetimes(86400, 30))
+    exp = int(time.time()) + 3600
+    await service.revoke_many([RevokeRequest("jti", j, token_exp=exp) for j in jtis],
+                              actor="bench-admin")
 
 
 def pyjwt_loop(data: Data, seconds: float = 2.0) -> dict[str, float]:

@@ -51,7 +51,7 @@ def render(rows: list[Any], extra: dict[str, Any]) -> str:
         others = r.measure.others_cpu_us
         if others >= OTHERS_NOTE_US and others >= OTHERS_NOTE_SHARE * r.measure.server_cpu_us:
             lines.append(f"note: during {r.name} {r.workers}w the other, idle servers used "
-                         f"{others:.1f} µs CPU/req (e.g. mirror workers following revocations)")
+                         f"{others:.1f} µs CPU/req")
     return "\n".join(lines)
 
 

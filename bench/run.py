@@ -4,8 +4,11 @@
     /work/venv/bin/python bench/run.py                 # full run: 5 s per row, 3 rounds (~11 min)
     /work/venv/bin/python bench/run.py --duration 2 --rounds 2 --only hello,naive,check
 
-Starts its own redis-server on a free port, loads 100k revocations, then measures with wrk
-over loopback (64 connections, 2 threads, ~1% of checks naming a revoked jti):
+Starts its own redis-server on a free port and loads 100k revocations under each revoker
+mode's own key prefix (``REVOKER_KEY_PREFIX``: "revoker:" for mirror, "strict:" for strict;
+the same jtis under each, so one mode's revokes never reach the other mode's server; the
+memory figures come from the first load only; naive reads the first prefix), then measures
+with wrk over loopback (64 connections, 2 threads, ~1% of checks naming a revoked jti):
 baselines (aiohttp hello on uvloop, naive aiohttp + ``redis.exists``, nginx ``return 200``
 when installed, redis-benchmark) and revoker (strict and mirror; 1 and 2 workers) on
 ``GET /v1/check/{jti}``, ``POST /v1/check``, ``/v1/authz`` (RS256/ES256, one repeated
@@ -20,7 +23,8 @@ warmed once (1 s of checks); then ``--rounds`` rounds each measure every selecte
 in a fixed order: hello first, then naive, nginx, strict's rows, mirror's rows, and hello
 again at the end (the round's hello is the mean of the two runs). Servers not being measured
 sit idle; their CPU during each row is recorded (``others_cpu_us``) and noted under the table
-when it matters (mirror workers follow the revocation stream while strict's revoke row runs).
+when it matters (it should not: with separate prefixes, no idle mirror follows the revokes
+of the row being measured).
 Per row the table shows the median over rounds of req/s, p50/p99/p99.9 and CPU µs per
 request (server, Redis, wrk), non-2xx answers summed over rounds, and "x hello" / "x naive"
 as the median of the per-round ratios (row req/s / that baseline's req/s in the same round),
@@ -393,7 +397,8 @@ http {{
                 "REVOKER_LOG_LEVEL": "WARNING", "REVOKER_CHECK_MODE": mode,
                 "REVOKER_JWT_PUBLIC_KEYS": str(self.data.key_dir),
                 "REVOKER_JWT_ALGORITHMS": "RS256,ES256",
-                "REVOKER_TOKEN_CACHE_SIZE": str(prep.TOKEN_CACHE_SIZE)}
+                "REVOKER_TOKEN_CACHE_SIZE": str(prep.TOKEN_CACHE_SIZE),
+                "REVOKER_KEY_PREFIX": prep.prefix_for(mode)}
 
     def start_revoker(self, workers: int, mode: str) -> Server:
         port, log = free_port(), self.log(f"revoker-{mode}{workers}")
@@ -500,14 +505,20 @@ http {{
 
     # -- everything ------------------------------------------------------------------
 
+    def prefixes(self) -> list[str]:
+        """The key prefixes to load: the mirror's first (memory figures are taken on the first
+        load, as when every mode shared it), then the other modes'."""
+        order = sorted(self.modes, key=lambda mode: mode != "mirror")
+        return [prep.prefix_for(mode) for mode in order] or [prep.PREFIX]
+
     def run(self) -> None:
         self.redis = RedisProcess().start()
         started = time.monotonic()
         try:
-            print(f"redis on port {self.redis.port}; loading {self.args.records} revocations",
-                  flush=True)
+            print(f"redis on port {self.redis.port}; loading {self.args.records} revocations "
+                  f"under {', '.join(self.prefixes())}", flush=True)
             self.data = asyncio.run(prep.prepare(self.redis, self.tmp, self.args.records,
-                                                 self.extra))
+                                                 self.extra, self.prefixes()))
             print(json.dumps({"memory": self.extra["memory"]}, indent=1), flush=True)
             self.redis_benchmark()
             for workers in [int(w) for w in self.args.workers.split(",")]:
@@ -538,6 +549,8 @@ http {{
                "settings": {"duration_s": self.args.duration, "rounds": self.args.rounds,
                             "connections": CONNECTIONS, "wrk_threads": THREADS,
                             "records": self.args.records, "revoked_share": 0.01,
+                            "key_prefixes": {m: prep.prefix_for(m) for m in self.modes},
+                            "naive_prefix": self.data.prefix,
                             "token_cache_size": prep.TOKEN_CACHE_SIZE,
                             "distinct_tokens": prep.DISTINCT_TOKENS,
                             "aggregation": "rows: median over rounds (requests, non2xx, "
