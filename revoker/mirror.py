@@ -57,9 +57,6 @@ class Position:
     last_id: str
     added: int | None
 
-    def advanced(self, entry_id: str) -> Position:
-        return Position(entry_id, None if self.added is None else self.added + 1)
-
 
 class Coalescer:
     """Strict mode's read path: the lookups of every check that arrives in one turn of the
@@ -272,10 +269,10 @@ class Mirror:
         skip = len(self.store.prefix.encode())
         cursor = 0
         while True:
-            cursor, keys = await self.client.scan(cursor, match=pattern, count=SCAN_COUNT)
+            cursor, keys = await self._tail_client.scan(cursor, match=pattern, count=SCAN_COUNT)
             suffixes = [_suffix(key, skip) for key in keys]
             wanted = [key for key, suffix in zip(keys, suffixes, strict=True) if suffix]
-            values = await self.client.mget(wanted) if wanted else []
+            values = await self._tail_client.mget(wanted) if wanted else []
             for suffix, raw in zip([s for s in suffixes if s], values, strict=True):
                 if raw is not None:
                     yield suffix, raw
@@ -284,7 +281,7 @@ class Mirror:
 
     async def _catch_up(self, table: Table, position: Position) -> Position:
         while True:
-            reply = await self.client.xread({self.store.events_key: position.last_id},
+            reply = await self._tail_client.xread({self.store.events_key: position.last_id},
                                             count=READ_COUNT)
             entries = reply[0][1] if reply else []
             position = self._apply(table, entries, position)
@@ -322,7 +319,7 @@ class Mirror:
 
     async def _read_position(self) -> Position | None:
         try:
-            info = await self.client.xinfo_stream(self.store.events_key)
+            info = await self._tail_client.xinfo_stream(self.store.events_key)
         except rex.ResponseError:  # no such key: no event was ever written
             return None
         return _position(info)
@@ -353,8 +350,11 @@ class Mirror:
             raise Gap("the events stream was trimmed past our position")
 
     def _apply(self, table: Table, entries: list[Any], position: Position) -> Position:
+        """Every worker applies every event: this is the mirror's share of each revoke."""
+        if not entries:
+            return position
         now = self.clock()
-        for entry_id, fields in entries:
+        for _, fields in entries:
             raw = fields.get(b"record")
             if raw is not None:
                 data = json.loads(raw)
@@ -363,18 +363,19 @@ class Mirror:
                     table.entries.pop(key, None)
                 else:
                     table.put(key, raw, int(data["expires_at"]), now)
-            position = position.advanced(_text(entry_id))
-        return position
+        added = None if position.added is None else position.added + len(entries)
+        return Position(_text(entries[-1][0]), added)
 
 
 def _blocking_client(client: Any, block_s: float) -> Any:
-    """A second connection for the blocking XREAD: the store's socket timeout is shorter
-    than a block, and a blocked connection must not hold up checks and revokes."""
+    """The mirror's own connections (loads and the blocking XREAD): a blocked connection
+    must not hold up checks and revokes, and these calls are not bounded by the store's
+    deadline, so they carry a socket timeout."""
     pool = client.connection_pool
     if type(pool) not in (aioredis.ConnectionPool, aioredis.BlockingConnectionPool):
         raise ConfigError("REVOKER_CHECK_MODE", UNSUPPORTED)
     kwargs = dict(pool.connection_kwargs)
-    kwargs["socket_timeout"] = block_s + max(2.0, float(kwargs.get("socket_timeout") or 0))
+    kwargs["socket_timeout"] = block_s + 2.0  # the store's own connections have none
     new_pool = aioredis.ConnectionPool(connection_class=pool.connection_class, max_connections=2,
                                        **kwargs)
     return aioredis.Redis(connection_pool=new_pool)

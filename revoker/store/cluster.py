@@ -43,6 +43,7 @@ from revoker.store.redis import (
     RedisStore,
     _describe,
     _text,
+    _upserted,
     connection_options,
 )
 from revoker.store.sentinel import SSL_OPTIONS, VARIABLE, parse_multi_host
@@ -78,13 +79,12 @@ class ClusterStore(RedisStore):
 
     async def _upsert_many(self, records: Sequence[Record], at: int) -> list[Upserted]:
         commands = []
-        for position, record in enumerate(records):
-            keys, args = self._upsert_args(record, at)
+        for position, record in enumerate(records):  # one call per key: keys span slots
+            keys, args = self._upsert_args([record], at)
             commands.append((keys[0], ("EVALSHA", UPSERT_SHA, len(keys), *keys, *args),
                              position))
         replies = await self._write_by_node(commands)
-        results = [Upserted(Record.from_json(stored), created=bool(created))
-                   for created, stored in replies]
+        results = [upserted for reply in replies for upserted in _upserted(reply)]
         await self._append_events("revoked", [r.record for r in results], at)
         return results
 

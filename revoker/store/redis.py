@@ -24,33 +24,48 @@ from revoker.store.base import Store, StoreHealth, Upserted
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] record key, KEYS[2] events key (absent on Cluster, where it lives in another slot)
-# ARGV: new record JSON, its expires_at, its issued_before ('' for none), events maxlen, at
+# Upserts a batch of records in one call (one command for redis-py to pack and parse, not
+# one per record). KEYS: the n record keys, then the events key when ARGV[3] is '1' (on
+# Cluster the stream lives in another slot and events are appended separately).
+# ARGV: events maxlen, at, '1'/'0', then per record: its JSON, its expires_at, its
+# issued_before ('' for none). Returns created (1/0) and the stored JSON, per record.
 UPSERT_LUA: Final = """
-local stored = ARGV[1]
-local expires_at = tonumber(ARGV[2])
-local created = 1
-local old = redis.call('GET', KEYS[1])
-if old then
-  created = 0
-  stored = old
-  local old_exp = tonumber(string.match(old, '"expires_at":(%-?%d+)'))
-  if old_exp and old_exp > expires_at then expires_at = old_exp end
-  stored = string.gsub(stored, '"expires_at":%-?%d+', '"expires_at":' .. expires_at, 1)
-  if ARGV[3] ~= '' then
-    local cut = tonumber(ARGV[3])
-    local old_cut = tonumber(string.match(old, '"issued_before":(%-?%d+)'))
-    if old_cut and old_cut > cut then cut = old_cut end
-    stored = string.gsub(stored, '"issued_before":[%-%dnul]+', '"issued_before":' .. cut, 1)
+local n = (#ARGV - 3) / 3
+local events = nil
+if ARGV[3] == '1' then events = KEYS[n + 1] end
+local out = {}
+for i = 1, n do
+  local key, base = KEYS[i], 3 * i + 1
+  local stored = ARGV[base]
+  local expires_at = tonumber(ARGV[base + 1])
+  local created = 1
+  local old = redis.call('GET', key)
+  if old then
+    created = 0
+    stored = old
+    local old_exp = tonumber(string.match(old, '"expires_at":(%-?%d+)'))
+    if old_exp and old_exp > expires_at then expires_at = old_exp end
+    stored = string.gsub(stored, '"expires_at":%-?%d+', '"expires_at":' .. expires_at, 1)
+    if ARGV[base + 2] ~= '' then
+      local cut = tonumber(ARGV[base + 2])
+      local old_cut = tonumber(string.match(old, '"issued_before":(%-?%d+)'))
+      if old_cut and old_cut > cut then cut = old_cut end
+      stored = string.gsub(stored, '"issued_before":[%-%dnul]+', '"issued_before":' .. cut, 1)
+    end
   end
+  redis.call('SET', key, stored, 'EXAT', expires_at)
+  if events then
+    redis.call('XADD', events, 'MAXLEN', '~', ARGV[1], '*',
+               'type', 'revoked', 'record', stored, 'at', ARGV[2])
+  end
+  out[2 * i - 1] = created
+  out[2 * i] = stored
 end
-redis.call('SET', KEYS[1], stored, 'EXAT', expires_at)
-if KEYS[2] then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
-             'type', 'revoked', 'record', stored, 'at', ARGV[5])
-end
-return {created, stored}
+return out
 """
+#: Records per script call: a script blocks Redis while it runs, so a 10,000-item batch
+#: is sent as several calls in one pipeline.
+UPSERT_CHUNK: Final = 200
 
 # KEYS[1] record key, KEYS[2] events key (optional); ARGV: maxlen, at
 DELETE_LUA: Final = """
@@ -73,10 +88,18 @@ UNAVAILABLE: Final = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingErro
 
 
 def connection_options(timeout_s: float) -> dict[str, Any]:
-    """Explicit timeouts and a short, bounded retry: the caller's deadline bounds the rest."""
+    """A connect timeout and a short, bounded retry; no socket timeout.
+
+    Every store call is already bounded by ``Store._bounded`` (``REVOKER_STORE_TIMEOUT``),
+    which cancels the call; redis-py then drops the connection, so no reply can be read
+    by the wrong command. A redis-py socket timeout would only repeat that bound, and on
+    Python 3.11 it costs an ``asyncio.wait_for`` task on every command sent. The mirror's
+    own connections, which are not used through ``_bounded``, keep one
+    (``revoker.mirror``).
+    """
     return {
         "socket_connect_timeout": max(timeout_s, 0.1),
-        "socket_timeout": max(timeout_s * 4, 1.0),
+        "socket_timeout": None,
         "retry": Retry(ExponentialBackoff(cap=0.05, base=0.005), retries=2),
         "retry_on_error": [rex.ConnectionError, rex.TimeoutError],
         "decode_responses": False,
@@ -134,12 +157,16 @@ class RedisStore(Store):
 
     # -- primitives --------------------------------------------------------------------
 
-    def _upsert_args(self, record: Record, at: int) -> tuple[list[str], list[Any]]:
-        keys = [self.key(record.kind, record.value)]
+    def _upsert_args(self, records: Sequence[Record], at: int) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of one ``UPSERT_LUA`` call for these records."""
+        keys = [self.key(record.kind, record.value) for record in records]
         if self.same_slot_events:
             keys.append(self.events_key)
-        cutoff = "" if record.issued_before is None else str(record.issued_before)
-        return keys, [record.to_json(), record.expires_at, cutoff, self.events_maxlen, at]
+        args: list[Any] = [self.events_maxlen, at, "1" if self.same_slot_events else "0"]
+        for record in records:
+            cutoff = "" if record.issued_before is None else str(record.issued_before)
+            args += (record.to_json(), record.expires_at, cutoff)
+        return keys, args
 
     async def _scripted(self, add: Callable[[Any], None]) -> list[Any]:
         """One round trip of commands, scripts sent as EVALSHA.
@@ -170,16 +197,15 @@ class RedisStore(Store):
 
     async def _upsert_many(self, records: Sequence[Record], at: int) -> list[Upserted]:
         def add(pipe: Any) -> None:
-            for record in records:
-                keys, args = self._upsert_args(record, at)
+            for start in range(0, len(records), UPSERT_CHUNK):
+                keys, args = self._upsert_args(records[start:start + UPSERT_CHUNK], at)
                 pipe.evalsha(UPSERT_SHA, len(keys), *keys, *args)
             self._wait(pipe)
 
         replies = await self._scripted(add)
         if self.wait_replicas:
             self._check_durable(replies.pop())
-        results = [Upserted(Record.from_json(stored), created=bool(created))
-                   for created, stored in replies]
+        results = [upserted for reply in replies for upserted in _upserted(reply)]
         if not self.same_slot_events:
             await self._append_events("revoked", [r.record for r in results], at)
         return results
@@ -337,3 +363,9 @@ def _decode_scan_cursor(cursor: str | None) -> tuple[int, int]:
     if not scan_part.isdigit() or not skip_part.isdigit() or len(cursor) > 40:
         raise InvalidInput("cursor is not one this service returned", field="cursor")
     return int(scan_part), int(skip_part)
+
+
+def _upserted(reply: list[Any]) -> list[Upserted]:
+    """``UPSERT_LUA``'s flat reply: created, stored JSON, for each record in order."""
+    return [Upserted(Record.from_json(reply[i + 1]), created=bool(reply[i]))
+            for i in range(0, len(reply), 2)]

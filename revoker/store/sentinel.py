@@ -110,7 +110,7 @@ class SentinelStore(RedisStore):
         sentinel_auth = {k.removeprefix("sentinel_"): v for k, v in parsed.query.items()
                          if k in ("sentinel_username", "sentinel_password")}
         sentinel_kwargs = {"socket_connect_timeout": options["socket_connect_timeout"],
-                           "socket_timeout": options["socket_timeout"],
+                           "socket_timeout": max(self.timeout_s * 4, 1.0),
                            **sentinel_auth, **parsed.ssl()}
         self.sentinel = Sentinel(  # type: ignore[no-untyped-call]
             list(parsed.hosts), sentinel_kwargs=sentinel_kwargs)
