@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 SCAN_COUNT: Final = 1000
 READ_COUNT: Final = 1000
 BUCKET_S: Final = 60
+#: After a read that returned events, the tail waits this long before reading again, so
+#: that under a stream of revokes each XREAD carries a batch (every worker reads every
+#: event, and a round trip costs far more than an entry). The first event after a quiet
+#: spell is read at once; under load this adds at most this much to propagation.
+TAIL_PAUSE_S: Final = 0.005
 #: How often the tail also asks XINFO whether events were trimmed past its position.
 GAP_CHECK_S: Final = 0.1
 RETRY_S: Final = (0.05, 0.1, 0.25, 0.5, 1.0)
@@ -313,6 +318,8 @@ class Mirror:
             self._mark_fresh()
             self.synced = True
             self.table.sweep(self.clock())
+            if entries:  # a busy stream: let events gather rather than read them one by one
+                await asyncio.sleep(TAIL_PAUSE_S)
 
     def _mark_fresh(self) -> None:
         self._fresh_until = time.monotonic() + self.max_lag_s

@@ -46,6 +46,8 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 #: A worker that dies sooner than this after its start counts as a crash loop.
 STARTUP_GRACE_S: Final = 5.0
 MAX_FAST_CRASHES: Final = 5
+#: How often a worker checks that its supervisor is still alive.
+SUPERVISOR_POLL_S: Final = 0.5
 #: Extra time the supervisor allows workers beyond REVOKER_SHUTDOWN_TIMEOUT.
 STOP_MARGIN_S: Final = 5.0
 #: aiohttp refuses header lines over 8190 bytes with a bare 400; a bearer token may be up to
@@ -122,6 +124,8 @@ async def _serve(settings: Settings, *, index: int, multiprocess: bool) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await runner.setup()
+    watchdog = asyncio.create_task(_watch_supervisor(os.getppid(), stop)) if multiprocess \
+        else None
     try:
         if stop.is_set():  # told to stop while the store was opening
             return
@@ -133,6 +137,8 @@ async def _serve(settings: Settings, *, index: int, multiprocess: bool) -> None:
         log.info("stopping: no new connections; in-flight requests have %.1fs",
                  settings.shutdown_timeout_s)
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         await runner.cleanup()  # closes listeners, drains requests, then closes the store
     log.info("stopped (worker %d)", index)
 
@@ -145,6 +151,15 @@ async def _start_site(runner: web.AppRunner, settings: Settings, *, reuse_port: 
     except OSError as exc:
         raise ConfigError("REVOKER_PORT", f"cannot listen on {settings.host}:{settings.port}: "
                           f"{exc.strerror or exc}") from exc
+
+
+async def _watch_supervisor(parent: int, stop: asyncio.Event) -> None:
+    """A worker whose supervisor died (SIGKILL, the OOM killer) stops too: nobody would
+    ever stop or replace it, and a restarted service would share the port with it."""
+    while os.getppid() == parent:  # noqa: ASYNC110 - no event tells us; poll the pid
+        await asyncio.sleep(SUPERVISOR_POLL_S)
+    log.error("the supervisor (pid %d) is gone; stopping", parent)
+    stop.set()
 
 
 def _multiprocess_registry() -> CollectorRegistry:

@@ -168,6 +168,15 @@ def parent_of(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for init to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
 def environ_of(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
@@ -240,6 +249,24 @@ def test_a_dead_worker_is_replaced_and_counts_survive(redis_server: RedisProcess
         assert total(samples, "revoker_http_requests_total", route="/healthz") >= 10
         assert "died with exit code -9; restarting" in server.log
         assert server.terminate() == 0
+
+
+def test_workers_stop_when_the_supervisor_is_killed(redis_server: RedisProcess,
+                                                    prefix: str) -> None:
+    """Nobody would stop or replace orphaned workers, and a restarted service would share
+    the port with them: a worker stops when its supervisor disappears."""
+    env = {"REVOKER_STORE_URL": redis_server.url, "REVOKER_KEY_PREFIX": prefix,
+           "REVOKER_WORKERS": "2", "REVOKER_ACCESS_LOG": "false"}
+    with serving(env) as server:
+        assert server.proc is not None
+        poll_until(lambda: len(listeners(server.port)) == 2, what="two listening workers")
+        workers = listeners(server.port)
+        server.proc.kill()
+        server.proc.wait()
+        poll_until(lambda: not any(running(pid) for pid in workers),
+                   what="the orphaned workers to exit")
+        assert not listeners(server.port)
+        assert "is gone; stopping" in server.log
 
 
 # -- graceful shutdown ------------------------------------------------------------------------
