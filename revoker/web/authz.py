@@ -103,7 +103,10 @@ async def answer_authz(request: web.BaseRequest, validator: TokenValidator, serv
         verified, degraded = await _validate_and_check(validator, service,
                                                        bearer_token(request))
     except TokenError as exc:
-        return refuse(exc.reason)
+        refused = refuse(exc.reason)
+        if headers:
+            refused.headers.update(headers)
+        return refused
     answer = success_headers(verified, claim_headers)
     if headers:
         answer.update(headers)

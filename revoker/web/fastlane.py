@@ -103,7 +103,6 @@ class FastLane:
                 response = await answer(request, {"X-Request-Id": request_id}, matched)
             except Exception as exc:
                 response = error_response(request, exc, route=route)
-            if "X-Request-Id" not in response.headers:
                 response.headers["X-Request-Id"] = request_id
             status = response.status
             return response
