@@ -22,7 +22,6 @@ on a hit (about 1% of checks), which keeps the per-entry cost near that of the b
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,6 +32,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as rex
 
 from revoker.errors import ConfigError, StoreUnavailable
+from revoker.jsoncodec import loads
 from revoker.model import KINDS, Record, parse_stream_id
 from revoker.store import Store
 
@@ -260,7 +260,7 @@ class Mirror:
         table = Table()
         now = self.clock()
         async for key, raw in self._scan():
-            table.put(key, raw, int(json.loads(raw)["expires_at"]), now)
+            table.put(key, raw, int(loads(raw)["expires_at"]), now)
         position = await self._catch_up(table, position)
         self.table, self.position = table, position
         self.resyncs += 1
@@ -364,7 +364,7 @@ class Mirror:
         for _, fields in entries:
             raw = fields.get(b"record")
             if raw is not None:
-                data = json.loads(raw)
+                data = loads(raw)
                 key = f"{data['kind']}:{data['value']}"
                 if fields.get(b"type") == b"unrevoked":
                     table.entries.pop(key, None)

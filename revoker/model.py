@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from revoker.errors import InvalidInput
+from revoker.jsoncodec import loads
 
 KINDS: Final = ("jti", "sub", "sid", "kid", "client")
 CUTOFF_KINDS: Final = frozenset({"sub", "client"})
@@ -57,7 +58,7 @@ class Record:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Record:
-        data = json.loads(raw)
+        data = loads(raw)
         return cls(
             kind=data["kind"],
             value=data["value"],

@@ -1,36 +1,17 @@
-"""JSON in and out of HTTP: strict content types, bounded bodies, fast encoding.
-
-orjson is used when installed (the ``fast`` extra); the stdlib is the fallback so the
-service runs with its four runtime dependencies alone.
-"""
+"""JSON in and out of HTTP: strict content types, bounded bodies, fast encoding
+(``revoker.jsoncodec``: orjson when installed)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 from aiohttp import web
 
 from revoker.errors import InvalidInput
+from revoker.jsoncodec import DECODE_ERRORS as _DECODE_ERRORS
+from revoker.jsoncodec import dumps, loads
 
-try:
-    import orjson
-
-    def dumps(data: Any) -> bytes:
-        return orjson.dumps(data)
-
-    def loads(raw: bytes) -> Any:
-        return orjson.loads(raw)
-
-    _DECODE_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, RecursionError)
-except ImportError:  # pragma: no cover - exercised only without the fast extra
-    def dumps(data: Any) -> bytes:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-
-    def loads(raw: bytes) -> Any:
-        return json.loads(raw)
-
-    _DECODE_ERRORS = (ValueError, RecursionError)
+__all__ = ["dumps", "loads", "read_json", "respond"]
 
 
 def respond(data: Any, *, status: int = 200, headers: dict[str, str] | None = None

@@ -184,14 +184,20 @@ def environ_of(pid: int) -> dict[str, str]:
 
 # -- several workers ------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def two_workers(redis: RedisProcess, prefix: str, **env: str) -> Iterator[tuple[Serve, set[int]]]:
+    """``revoker serve`` with 2 workers, once both listen: (server, worker pids)."""
+    full = {"REVOKER_STORE_URL": redis.url, "REVOKER_KEY_PREFIX": prefix,
+            "REVOKER_WORKERS": "2", **env}
+    with serving(full) as server:
+        poll_until(lambda: len(listeners(server.port)) == 2, what="two listening workers")
+        yield server, listeners(server.port)
+
+
 def test_two_workers_share_the_port_and_metrics_cover_both(redis_server: RedisProcess,
                                                            prefix: str) -> None:
-    env = {"REVOKER_STORE_URL": redis_server.url, "REVOKER_KEY_PREFIX": prefix,
-           "REVOKER_WORKERS": "2", "REVOKER_LOG_FORMAT": "json"}
-    with serving(env) as server:
+    with two_workers(redis_server, prefix, REVOKER_LOG_FORMAT="json") as (server, workers):
         assert server.proc is not None
-        poll_until(lambda: len(listeners(server.port)) == 2, what="two listening workers")
-        workers = listeners(server.port)
         assert all(parent_of(pid) == server.proc.pid for pid in workers)
         metrics_dir = {environ_of(pid)["PROMETHEUS_MULTIPROC_DIR"] for pid in workers}
         assert len(metrics_dir) == 1
@@ -229,11 +235,7 @@ def test_two_workers_share_the_port_and_metrics_cover_both(redis_server: RedisPr
 
 def test_a_dead_worker_is_replaced_and_counts_survive(redis_server: RedisProcess,
                                                      prefix: str) -> None:
-    env = {"REVOKER_STORE_URL": redis_server.url, "REVOKER_KEY_PREFIX": prefix,
-           "REVOKER_WORKERS": "2", "REVOKER_ACCESS_LOG": "false"}
-    with serving(env) as server:
-        poll_until(lambda: len(listeners(server.port)) == 2, what="two listening workers")
-        before = listeners(server.port)
+    with two_workers(redis_server, prefix, REVOKER_ACCESS_LOG="false") as (server, before):
         for _ in range(10):
             assert request(server, "/healthz")[0] == 200
         # Counts reach the shared files within a second (a SIGKILL loses at most that).
@@ -255,12 +257,8 @@ def test_workers_stop_when_the_supervisor_is_killed(redis_server: RedisProcess,
                                                     prefix: str) -> None:
     """Nobody would stop or replace orphaned workers, and a restarted service would share
     the port with them: a worker stops when its supervisor disappears."""
-    env = {"REVOKER_STORE_URL": redis_server.url, "REVOKER_KEY_PREFIX": prefix,
-           "REVOKER_WORKERS": "2", "REVOKER_ACCESS_LOG": "false"}
-    with serving(env) as server:
+    with two_workers(redis_server, prefix, REVOKER_ACCESS_LOG="false") as (server, workers):
         assert server.proc is not None
-        poll_until(lambda: len(listeners(server.port)) == 2, what="two listening workers")
-        workers = listeners(server.port)
         server.proc.kill()
         server.proc.wait()
         poll_until(lambda: not any(running(pid) for pid in workers),
@@ -305,11 +303,8 @@ def _refuses_connections(port: int) -> bool:
 
 def test_sigterm_stops_accepting_and_finishes_the_in_flight_request(
         own_redis: RedisProcess, prefix: str) -> None:
-    env = {"REVOKER_STORE_URL": own_redis.url, "REVOKER_KEY_PREFIX": prefix,
-           "REVOKER_WORKERS": "2", "REVOKER_STORE_TIMEOUT": "8",
-           "REVOKER_SHUTDOWN_TIMEOUT": "10"}
-    with serving(env) as server:
-        poll_until(lambda: len(listeners(server.port)) == 2, what="two listening workers")
+    with two_workers(own_redis, prefix, REVOKER_STORE_TIMEOUT="8",
+                     REVOKER_SHUTDOWN_TIMEOUT="10") as (server, _):
         own_redis.freeze()  # the revoke below now waits on Redis: it is in flight
         thread, outcome = _in_background(server, "/v1/revocations",
                                          {"kind": "jti", "value": "in-flight", "ttl": 600}, 15)

@@ -1,0 +1,31 @@
+"""JSON for every layer: orjson when installed (the ``fast`` extra), else the stdlib.
+
+The service runs with its four runtime dependencies alone; orjson only makes encoding
+HTTP answers and decoding stored records (every mirrored event, every record read) faster.
+Stored records are still *written* by ``Record.to_json`` with the stdlib, so the bytes
+Redis holds do not depend on which is installed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+try:
+    import orjson
+
+    def dumps(data: Any) -> bytes:
+        return orjson.dumps(data)
+
+    def loads(raw: str | bytes) -> Any:
+        return orjson.loads(raw)
+
+    DECODE_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, RecursionError)
+except ImportError:  # pragma: no cover - exercised only without the fast extra
+    def dumps(data: Any) -> bytes:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def loads(raw: str | bytes) -> Any:
+        return json.loads(raw)
+
+    DECODE_ERRORS = (ValueError, RecursionError)
