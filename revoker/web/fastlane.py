@@ -1,18 +1,22 @@
-"""The fast lane: ``GET /v1/check/{jti}`` answered without the router and middleware chain.
+"""The fast lane: ``GET /v1/check/{jti}`` and ``/v1/authz`` without the router and
+middleware chain.
 
-Every gateway asks "is it revoked?" on every request it lets through, so this one shape of
-request decides the service's throughput. Through the application, it pays aiohttp's
-router, match-info objects and two middleware coroutines (ours and aiohttp's own
-``_fix_request_current_app``) before the handler runs: together a large share of a check's
-CPU time (docs/performance.md has the figures). The lane sits in front of the application
-as the server's request handler. It answers only a plain ``GET /v1/check/<jti>`` whose
-jti needs no decoding; every other request, including a percent-encoded jti, a query
-string or ``HEAD``, goes to the application unchanged.
+Gateways ask "is it revoked?" (or "is this token acceptable?") on every request they let
+through, so these two shapes of request decide the service's throughput. Through the
+application, each pays aiohttp's router, match-info objects and two middleware coroutines
+(ours and aiohttp's own ``_fix_request_current_app``) before the handler runs: together a
+large share of a check's CPU time (docs/performance.md has the figures). The lane sits in
+front of the application as the server's request handler. It answers only a plain
+``GET /v1/check/<jti>`` whose jti needs no decoding, and a plain ``/v1/authz[/path]``
+(no escapes, no dot or empty segment, no ``Expect``); every other request, including a
+percent-encoded jti, a query string on a check or ``HEAD``, goes to the application
+unchanged.
 
-The answer is the application's answer: the same authorisation, the same body
-(``check.answer_jti``), the same errors (``middlewares.error_response``), the same
-``X-Request-Id``, metrics (route label ``/v1/check/{jti}``) and access log. The test suite
-runs through the lane and checks both paths answer alike.
+The answer is the application's answer: the same authorisation (``auth.authorize``), the
+same answers (``check.answer_jti``, ``authz.answer_authz``), the same errors
+(``middlewares.error_response``), the same ``X-Request-Id``, metrics under the same route
+labels and the same access log. The test suite runs through the lane, and
+tests/web/test_fastlane.py checks that lane and route answer alike.
 """
 
 from __future__ import annotations
