@@ -33,7 +33,7 @@ from revoker.model import MAX_VALUE_BYTES
 from revoker.web.auth import authorize
 from revoker.web.authz import answer_authz
 from revoker.web.check import answer_jti
-from revoker.web.middlewares import account, error_response, request_id_of, request_tallies
+from revoker.web.middlewares import account, error_response, request_id_of
 from revoker.web.state import KEYRING, SERVICE, SETTINGS, VALIDATOR
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -67,9 +67,6 @@ class FastLane:
         self.keyring = app[KEYRING]
         self.service = app[SERVICE]
         self.validator = app[VALIDATOR]
-        #: The metrics of the usual answers, resolved once (``account`` does the rest).
-        self.tallies = {route: request_tallies(route, "GET", 200)
-                        for route in (CHECK_ROUTE, AUTHZ_PATH)}
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.raw_path
@@ -111,12 +108,7 @@ class FastLane:
             status = response.status
             return response
         finally:
-            tallies = self.tallies.get(route) if status == 200 else None
-            if tallies is not None and request.method == "GET" and not self.access_log:
-                tallies[0].inc()
-                tallies[1].observe(time.perf_counter() - started)
-            else:
-                account(request, route, status, started, access_log=self.access_log)
+            account(request, route, status, started, access_log=self.access_log)
             REQUEST_ID.reset(token)
 
 

@@ -63,8 +63,7 @@ _request_counters: dict[tuple[str, str, int], Any] = {}
 _request_timers: dict[str, Any] = {}
 
 
-def request_tallies(route: str, method: str, status: int) -> tuple[Any, Any]:
-    """The request counter and duration histogram of one (route, method, status)."""
+def _observe(route: str, method: str, status: int, elapsed: float) -> None:
     counter = _request_counters.get((route, method, status))
     if counter is None:
         counter = metrics.HTTP_REQUESTS.labels(route=route, method=method, status=status)
@@ -74,11 +73,6 @@ def request_tallies(route: str, method: str, status: int) -> tuple[Any, Any]:
     if timer is None:
         timer = _request_timers[route] = metrics.fast_histogram(
             metrics.HTTP_DURATION.labels(route=route))
-    return counter, timer
-
-
-def _observe(route: str, method: str, status: int, elapsed: float) -> None:
-    counter, timer = request_tallies(route, method, status)
     counter.inc()
     timer.observe(elapsed)
 

@@ -11,24 +11,13 @@ from revoker.errors import ConfigError, StoreError
 from revoker.store.redis import RedisStore
 from revoker.store.sentinel import SentinelStore, parse_multi_host
 from tests.redis_sentinel import MASTER_NAME, SentinelGroup
-from tests.store.ha_cases import (  # noqa: F401 - collected by pytest from this module
-    MakeStore,
-    store_factory,
-    test_blocking_events_read_wakes_on_a_new_revoke,
-    test_concurrent_revokes_keep_the_maximum,
-    test_delete_removes_and_reports_absence,
-    test_events_record_revoke_and_unrevoke_in_order,
-    test_get_many_across_slots_keeps_order,
-    test_health_reports_persistence_and_replicas,
-    test_scan_lists_every_record_once_across_slots,
-    test_scan_refuses_a_forged_cursor,
-    test_service_checks_every_kind_across_slots,
-    test_upsert_merges_keeping_later_expiry_and_cutoff,
-    test_wait_for_missing_replicas_is_not_durable,
-    test_wait_for_one_replica_acknowledges,
-)
+from tests.store.ha_cases import HaCases, MakeStore, store_factory
 
 pytestmark = pytest.mark.redis
+
+
+class TestSentinelStore(HaCases):
+    """The shared Sentinel/Cluster cases (tests/store/ha_cases.py) on this backend."""
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,12 @@ def auth(key: str = ADMIN_KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+async def stored(client: TestClient[Any, Any], kind: str, value: str) -> dict[str, Any] | None:
+    """The stored record as the admin API returns it, or None when there is none."""
+    resp = await client.get(f"/v1/revocations/{kind}/{value}", headers=auth(ADMIN_KEY))
+    return await resp.json() if resp.status == 200 else None
+
+
 MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 

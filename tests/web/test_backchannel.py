@@ -21,7 +21,7 @@ from tests.idp import (
 )
 from tests.jwt_factory import HS_SECRET, KeySet, forge, rsa_key, sign
 from tests.redis_proc import RedisProcess
-from tests.web.conftest import ADMIN_KEY, auth
+from tests.web.conftest import ADMIN_KEY, auth, stored
 
 issuers = fx.issuers  # shared fixture
 FORM = "/oidc/backchannel-logout"
@@ -30,10 +30,6 @@ FORM = "/oidc/backchannel-logout"
 async def post(client: Any, token: str) -> Any:
     return await client.post(FORM, data={"logout_token": token})
 
-
-async def stored(client: Any, kind: str, value: str) -> dict[str, Any] | None:
-    resp = await client.get(f"/v1/revocations/{kind}/{value}", headers=auth(ADMIN_KEY))
-    return await resp.json() if resp.status == 200 else None
 
 
 async def nothing_stored(client: Any) -> bool:

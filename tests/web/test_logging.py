@@ -8,10 +8,12 @@ signature segments.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jwt
@@ -154,20 +156,27 @@ async def test_access_log_can_be_turned_off(make_client: MakeClient,
     assert not [r for r in captured.records if r.name == "revoker.access"]
 
 
-def test_configure_json_writes_one_object_per_line(monkeypatch: pytest.MonkeyPatch) -> None:
+@contextlib.contextmanager
+def configured(fmt: str) -> Iterator[io.StringIO]:
+    """``logs.configure`` writing to a string; the root logger is restored afterwards."""
     stream = io.StringIO()
-    monkeypatch.setattr("sys.stderr", stream)
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
+    with contextlib.redirect_stderr(stream):  # the handler takes sys.stderr when made
+        logs.configure(fmt=fmt, level="INFO")
     try:
-        logs.configure(fmt="json", level="INFO")
+        yield stream
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+
+
+def test_configure_json_writes_one_object_per_line() -> None:
+    with configured("json") as stream:
         token = REQUEST_ID.set("req-1")
         logging.getLogger("revoker.test").info("hello %s", "world", extra={"route": "/x"})
         REQUEST_ID.reset(token)
         logging.getLogger("revoker.test").debug("below the level")
-    finally:
-        root.handlers[:] = saved_handlers
-        root.setLevel(saved_level)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 1
     entry = json.loads(lines[0])
@@ -176,17 +185,9 @@ def test_configure_json_writes_one_object_per_line(monkeypatch: pytest.MonkeyPat
     assert entry["ts"].endswith("Z")
 
 
-def test_configure_text_is_readable(monkeypatch: pytest.MonkeyPatch) -> None:
-    stream = io.StringIO()
-    monkeypatch.setattr("sys.stderr", stream)
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    try:
-        logs.configure(fmt="text", level="INFO")
+def test_configure_text_is_readable() -> None:
+    with configured("text") as stream:
         logging.getLogger("revoker.test").warning("plain words")
-    finally:
-        root.handlers[:] = saved_handlers
-        root.setLevel(saved_level)
     line = stream.getvalue().strip()
     assert "WARNING" in line and "revoker.test: plain words" in line
     assert not line.startswith("{")

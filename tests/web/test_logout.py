@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.jwt_factory import KeySet
 from tests.web import jwt_env as fx
-from tests.web.conftest import ADMIN_KEY, auth
+from tests.web.conftest import ADMIN_KEY, auth, stored
 
 keyset, pem_dir, jwt_env = fx.keyset, fx.pem_dir, fx.jwt_env  # shared fixtures
 
@@ -15,10 +15,6 @@ keyset, pem_dir, jwt_env = fx.keyset, fx.pem_dir, fx.jwt_env  # shared fixtures
 def user(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
-
-async def record(client: Any, kind: str, value: str) -> dict[str, Any] | None:
-    resp = await client.get(f"/v1/revocations/{kind}/{value}", headers=auth(ADMIN_KEY))
-    return await resp.json() if resp.status == 200 else None
 
 
 async def test_logout_revokes_the_jti_until_exp(make_client: Any, store_url: str,
@@ -29,9 +25,9 @@ async def test_logout_revokes_the_jti_until_exp(make_client: Any, store_url: str
     resp = await client.post("/v1/logout", headers=user(token))
     assert resp.status == 204
     assert resp.headers["Cache-Control"] == "no-store"
-    rec = await record(client, "jti", "bye-1")
+    rec = await stored(client, "jti", "bye-1")
     assert rec is not None and rec["expires_at"] == exp + 30 and rec["actor"] == "logout"
-    assert await record(client, "sub", "alice") is None
+    assert await stored(client, "sub", "alice") is None
     authz = await client.get("/v1/authz", headers=fx.bearer(token))
     assert authz.status == 401 and "revoked" in authz.headers["WWW-Authenticate"]
 
@@ -43,7 +39,7 @@ async def test_logout_everywhere_also_revokes_the_sub(make_client: Any, store_ur
     resp = await client.post("/v1/logout?everywhere=true",
                              headers=user(keyset.token(sub="bob", jti="this-device")))
     assert resp.status == 204
-    rec = await record(client, "sub", "bob")
+    rec = await stored(client, "sub", "bob")
     assert rec is not None and abs(rec["issued_before"] - time.time()) < 5
     assert (await client.get("/v1/authz", headers=fx.bearer(other))).status == 401
 
@@ -74,7 +70,7 @@ async def test_revoked_token_cannot_log_out_again(make_client: Any, jwt_env: dic
     assert (await client.post("/v1/logout", headers=user(token))).status == 204
     again = await client.post("/v1/logout?everywhere=true", headers=user(token))
     assert again.status == 401
-    assert await record(client, "sub", "carol") is None
+    assert await stored(client, "sub", "carol") is None
 
 
 async def test_bad_everywhere_value_is_400(make_client: Any, jwt_env: dict[str, str],
@@ -83,4 +79,4 @@ async def test_bad_everywhere_value_is_400(make_client: Any, jwt_env: dict[str, 
     resp = await client.post("/v1/logout?everywhere=maybe",
                              headers=user(keyset.token(jti="q")))
     assert resp.status == 400
-    assert await record(client, "jti", "q") is None
+    assert await stored(client, "jti", "q") is None

@@ -11,7 +11,7 @@ import pytest
 
 from tests.jwt_factory import KeySet, rsa_key
 from tests.web import jwt_env as fx
-from tests.web.conftest import ADMIN_KEY, CHECK_KEY, REVOKE_KEY, auth
+from tests.web.conftest import ADMIN_KEY, CHECK_KEY, REVOKE_KEY, auth, stored
 
 keyset, pem_dir, jwt_env = fx.keyset, fx.pem_dir, fx.jwt_env  # shared fixtures
 
@@ -34,10 +34,6 @@ def oauth_env(jwt_env: dict[str, str]) -> dict[str, str]:
 async def revoke(client: Any, headers: dict[str, str], **form: str) -> Any:
     return await client.post("/oauth2/revoke", data=form, headers=headers)
 
-
-async def stored(client: Any, kind: str, value: str) -> dict[str, Any] | None:
-    resp = await client.get(f"/v1/revocations/{kind}/{value}", headers=auth(ADMIN_KEY))
-    return await resp.json() if resp.status == 200 else None
 
 
 async def test_client_revokes_its_own_token(make_client: Any, store_url: str,

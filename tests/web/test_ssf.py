@@ -11,7 +11,7 @@ import pytest
 from tests import idp as fx
 from tests.idp import IDP, RP_CLIENT, Issuers, signed
 from tests.jwt_factory import KeySet, rsa_key
-from tests.web.conftest import ADMIN_KEY, auth
+from tests.web.conftest import ADMIN_KEY, auth, stored
 
 issuers = fx.issuers  # shared fixture
 CAEP = "https://schemas.openid.net/secevent/caep/event-type/"
@@ -38,10 +38,6 @@ async def push(client: Any, token: str, content_type: str = SET_TYPE) -> Any:
     return await client.post("/ssf/events", data=token.encode(),
                              headers={"Content-Type": content_type})
 
-
-async def stored(client: Any, kind: str, value: str) -> dict[str, Any] | None:
-    resp = await client.get(f"/v1/revocations/{kind}/{value}", headers=auth(ADMIN_KEY))
-    return await resp.json() if resp.status == 200 else None
 
 
 async def all_records(client: Any) -> list[tuple[str, str]]:
