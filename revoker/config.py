@@ -89,6 +89,13 @@ class Settings:
     events_maxlen: int = 1_000_000
     max_body_bytes: int = 1024 * 1024
     shutdown_timeout_s: float = 10.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 20.0
+    keepalive_timeout_s: float = 15.0
+    max_streams: int = 256
+    redis_pool_size: int = 64
+    jwks_refetch_wait_s: float = 2.0
+    jwks_min_refetch_s: float = 5.0
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
@@ -366,6 +373,13 @@ _PARSERS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     PREFIX + "EVENTS_MAXLEN": ("events_maxlen", _int_range(1, 1_000_000_000)),
     PREFIX + "MAX_BODY_BYTES": ("max_body_bytes", _int_range(1024, 64 * 1024 * 1024)),
     PREFIX + "SHUTDOWN_TIMEOUT": ("shutdown_timeout_s", _float_range(0, 600)),
+    PREFIX + "HEADER_TIMEOUT": ("header_timeout_s", _float_range(0.1, 600)),
+    PREFIX + "BODY_TIMEOUT": ("body_timeout_s", _float_range(0.1, 600)),
+    PREFIX + "KEEPALIVE_TIMEOUT": ("keepalive_timeout_s", _float_range(0.1, 3600)),
+    PREFIX + "MAX_STREAMS": ("max_streams", _int_range(0, 100_000)),
+    PREFIX + "REDIS_POOL_SIZE": ("redis_pool_size", _int_range(1, 10_000)),
+    PREFIX + "JWKS_REFETCH_WAIT": ("jwks_refetch_wait_s", _float_range(0, 30)),
+    PREFIX + "JWKS_MIN_REFETCH_INTERVAL": ("jwks_min_refetch_s", _float_range(0, 3600)),
     PREFIX + "TLS_CERT": ("tls_cert", _existing_file),
     PREFIX + "TLS_KEY": ("tls_key", _existing_file),
     PREFIX + "TLS_CLIENT_CA": ("tls_client_ca", _existing_file),
