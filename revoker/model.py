@@ -147,9 +147,13 @@ def build_record(
     now_s = int(now)
     issued_before = None
     if request.kind in CUTOFF_KINDS:
-        issued_before = request.issued_before if request.issued_before is not None else now_s
-        if issued_before > now_s:
-            raise InvalidInput("issued_before may not lie in the future", field="issued_before")
+        # The end of the current second: NumericDates are whole seconds, so a token issued
+        # earlier in this second has ``iat == now_s`` and must be covered too.
+        latest = now_s + 1
+        issued_before = request.issued_before if request.issued_before is not None else latest
+        if issued_before > latest:
+            raise InvalidInput("issued_before may be at most the end of the current second",
+                               field="issued_before")
         bound = issued_before + lifetimes.horizon_s
     else:
         bound = now_s + lifetimes.horizon_s
@@ -245,9 +249,19 @@ class Event:
         return {"id": self.id, "type": self.type, "record": self.record.to_dict(), "at": self.at}
 
 
-def parse_stream_id(text: str) -> tuple[int, int]:
-    """Stream ids are ``ms-seq``; a bare ``ms`` means ``ms-0``. Raises InvalidInput."""
-    ms, _, seq = text.partition("-")
-    if not ms.isdigit() or (seq and not seq.isdigit()) or len(text) > 41:
-        raise InvalidInput("event ids look like 1764340000000-0", field="after")
-    return int(ms), int(seq or 0)
+def parse_stream_id(text: str, *, field: str = "after") -> tuple[int, int]:
+    """Stream ids are ``ms-seq`` with both parts unsigned 64-bit decimals (Redis's own
+    rule); a bare ``ms`` means ``ms-0``. ASCII digits only: ``str.isdigit`` would let
+    Arabic-Indic or superscript digits through, which Redis then refuses. Raises
+    InvalidInput, so a malformed position is the caller's 400 and never a store call."""
+    match = _STREAM_ID_RE.fullmatch(text)
+    if match is None:
+        raise InvalidInput("event ids look like 1764340000000-0", field=field)
+    ms, seq = int(match[1]), int(match[2] or 0)
+    if ms > _U64_MAX or seq > _U64_MAX:
+        raise InvalidInput("event id out of range (parts are unsigned 64-bit)", field=field)
+    return ms, seq
+
+
+_STREAM_ID_RE: Final = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?", re.ASCII)
+_U64_MAX: Final = 2**64 - 1

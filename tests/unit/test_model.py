@@ -38,11 +38,36 @@ def test_expired_returns_none() -> None:
 
 def test_sub_cutoff_rules() -> None:
     rec = build_record(RevokeRequest("sub", "u"), now=NOW, lifetimes=L, actor=None)
-    assert rec is not None and rec.issued_before == int(NOW)
-    assert rec.expires_at == int(NOW) + 86430
+    assert rec is not None and rec.issued_before == int(NOW) + 1
+    assert rec.expires_at == int(NOW) + 1 + 86430
+    explicit = build_record(RevokeRequest("sub", "u", issued_before=int(NOW) + 1), now=NOW,
+                            lifetimes=L, actor=None)
+    assert explicit is not None and explicit.issued_before == int(NOW) + 1
     with pytest.raises(InvalidInput):
-        build_record(RevokeRequest("sub", "u", issued_before=int(NOW) + 1), now=NOW,
+        build_record(RevokeRequest("sub", "u", issued_before=int(NOW) + 2), now=NOW,
                      lifetimes=L, actor=None)
+
+
+@pytest.mark.parametrize("kind", ["sub", "client"])
+def test_default_cutoff_covers_tokens_issued_earlier_in_the_same_second(kind: str) -> None:
+    now = 1_764_340_000.73  # a token issued at .10 of this second has iat 1764340000
+    rec = build_record(RevokeRequest(kind, "u"), now=now, lifetimes=L, actor=None)
+    assert rec is not None
+    assert rec.matches_iat(1_764_340_000)
+    assert not rec.matches_iat(1_764_340_001)
+
+
+@pytest.mark.parametrize("text", ["1-", "-1", "", "1-2-3", "\u0661\u0662", "1\u00b2",
+                                  str(2**64), f"1-{2**64}", "1 ", "+1", "0x10"])
+def test_malformed_stream_ids_are_invalid_input(text: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_stream_id(text)
+
+
+def test_stream_id_bounds() -> None:
+    top = 2**64 - 1
+    assert parse_stream_id(f"{top}-{top}") == (top, top)
+    assert parse_stream_id("5") == (5, 0)
 
 
 def test_matches_iat() -> None:
