@@ -31,6 +31,7 @@ from revoker.web import (
     revocations,
     ssf,
     stream,
+    whoami,
 )
 from revoker.web.middlewares import request_context
 from revoker.web.state import KEYRING, READINESS, SERVICE, SETTINGS, STORE
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 #: Every API area; each module has ``routes`` and may have ``setup(app)`` for resources.
 ROUTE_MODULES: tuple[ModuleType, ...] = (health, openapi, check, revocations, events, stream,
                                            mirror_setup, authz, introspect, logout, oauth,
-                                           oidc, ssf)
+                                           oidc, ssf, whoami)
 STARTUP_RETRY_S = 10.0
 
 

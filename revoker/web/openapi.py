@@ -153,6 +153,15 @@ def _health_paths() -> dict[str, Schema]:
                                 {"200": _ok("text exposition format", {"type": "string"},
                                             media="text/plain")},
                                 scope=None, tag="operations", security=[])},
+        "/v1/whoami": {"get": _op(
+            "The name and scopes of the presented API key",
+            {"200": _ok("the key", {"type": "object", "required": ["name", "scopes"],
+                                    "properties": {"name": {"type": "string"},
+                                                   "scopes": {"type": "array", "items": {
+                                                       "type": "string",
+                                                       "enum": ["check", "revoke", "admin"]}}}}),
+             **_problems(400, 401)},
+            scope="any", tag="operations")},
         "/openapi.json": {"get": _op("This document", {"200": _ok("OpenAPI 3.1",
                                                                {"type": "object"})},
                                      scope=None, tag="operations", security=[])},
