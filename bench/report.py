@@ -1,4 +1,4 @@
-"""The printed table and the issue's targets, computed from one run's rows.
+"""The printed table and the performance targets, computed from one run's rows.
 
 Each row carries the medians over rounds (``row.measure``) and the per-round ratios to the
 hello and naive baselines of the same round (``row.x_hello``, ``row.x_naive``: medians;
@@ -56,7 +56,7 @@ def render(rows: list[Any], extra: dict[str, Any]) -> str:
 
 
 def targets(rows: list[Any], extra: dict[str, Any]) -> list[str]:
-    """The issue's targets, each judged on medians over rounds, with the figure."""
+    """The performance targets, each judged on medians over rounds, with the figure."""
     out: list[str] = []
 
     def verdict(label: str, ok: bool, figure: str) -> None:

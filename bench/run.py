@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The benchmark: revoker and its baselines, side by side, in one run.
 
-    /work/venv/bin/python bench/run.py                 # full run: 5 s per row, 3 rounds (~11 min)
-    /work/venv/bin/python bench/run.py --duration 2 --rounds 2 --only hello,naive,check
+    .venv/bin/python bench/run.py                 # full run: 5 s per row, 3 rounds (~11 min)
+    .venv/bin/python bench/run.py --duration 2 --rounds 2 --only hello,naive,check
 
 Starts its own redis-server on a free port and loads 100k revocations under each revoker
 mode's own key prefix (``REVOKER_KEY_PREFIX``: "revoker:" for mirror, "strict:" for strict;

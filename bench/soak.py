@@ -7,8 +7,8 @@ Not part of the test suite. It answers two questions the fault tests cannot:
   number of record keys returns to where it started (the capped events stream is the
   only key that stays, and its length stays under ``REVOKER_EVENTS_MAXLEN``).
 
-    /work/venv/bin/python bench/soak.py --minutes 5
-    /work/venv/bin/python bench/soak.py --minutes 1 --store-url redis://127.0.0.1:6400/0
+    .venv/bin/python bench/soak.py --minutes 5
+    .venv/bin/python bench/soak.py --minutes 1 --store-url redis://127.0.0.1:6400/0
 
 Without ``--store-url`` it starts its own ``redis-server`` on a free port.
 """
