@@ -38,6 +38,7 @@ PATHS = (
     "/v1/check/live", "/v1/check/..", "/v1/check/batch", "/v1/check/a%2fb",
     "/v1/authz", "/v1/authz/", "/v1/authz/x/y?q=1", "/v1/authz/../check/abc", "//v1/authz",
     "/v1/authz?%zz", "/v1/authz%2fx", "/v1/authz//x", "/v1/authz#frag", "/v1/authzz",
+    "http://revoker.test/v1/check/abc", "http://revoker.test/v1/authz/x", "*",
 )
 #: Headers whose values differ between any two answers, whoever gives them.
 VOLATILE = frozenset({"date", "server", "x-request-id"})
@@ -56,10 +57,14 @@ async def raw_answer(host: str, port: int, request: bytes) -> Answer:
         writer.close()
         await writer.wait_closed()
     head, _, body = data.partition(b"\r\n\r\n")
+    interim = []
+    while head.startswith(b"HTTP/1.1 1"):  # an interim answer (100 Continue) precedes it
+        interim.append(("interim", head.decode("latin-1")))
+        head, _, body = body.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     headers = [tuple(line.split(":", 1)) for line in header_lines]
-    kept = tuple(sorted((name.strip().lower(), value.strip()) for name, value in headers
-                        if name.strip().lower() not in VOLATILE))
+    kept = (*interim, *sorted((name.strip().lower(), value.strip()) for name, value in headers
+                              if name.strip().lower() not in VOLATILE))
     for name, value in headers:
         if name.strip().lower() == "x-request-id" and value.strip():
             body = body.replace(value.strip().encode(), b"<request-id>")
@@ -89,6 +94,9 @@ def credentials(keys: KeySet) -> dict[str, dict[str, str]]:
         **{f"{name}-jwt": {**gateway, "Authorization": f"Bearer {token}"}
            for name, token in tokens.items()},
         "jwt-without-key": {"Authorization": f"Bearer {tokens['valid']}"},
+        "expect-continue": {**gateway, "Authorization": f"Bearer {tokens['valid']}",
+                            "Expect": "100-continue"},
+        "expect-unknown": {**gateway, "Expect": "something-else"},
     }
 
 
@@ -107,11 +115,13 @@ class Counter:
         return await self.application(request)
 
 
-@pytest.fixture
-async def servers(make_client: MakeClient, jwt_env: dict[str, str]) -> tuple[Any, Any]:
+@pytest.fixture(params=["key", "none"], ids=["check-auth-key", "check-auth-none"])
+async def servers(request: pytest.FixtureRequest, make_client: MakeClient,
+                  jwt_env: dict[str, str]) -> tuple[Any, Any]:
     """(behind the lane, through the router): same settings, clock and records."""
     clock = FakeClock(now=time.time())  # one clock: both stores hold identical records
-    env = {**jwt_env, "REVOKER_AUTHZ_CLAIM_HEADERS": "sub=X-Auth-User,scope=X-Auth-Scope"}
+    env = {**jwt_env, "REVOKER_AUTHZ_CLAIM_HEADERS": "sub=X-Auth-User,scope=X-Auth-Scope",
+           "REVOKER_CHECK_AUTH": request.param}
     pair = (await make_client(clock=clock, **env),
             await make_client(clock=clock, lane=False, **env))
     for client in pair:

@@ -1,10 +1,14 @@
 """The fast lane answers exactly as the application's routes do, and only where it may.
 
 Every web test already runs behind the lane (``tests.lane_server``). These tests pin the
-two properties that make that safe: the lane answers only the plain shapes it claims
-(everything else reaches the application, which is observed here), and a request answered
-by the lane gets the same status, headers and body as the same request answered by the
-application's route (a percent-encoded path takes the route and means the same thing).
+properties that make that safe: the lane takes exactly the requests the router would send
+to its handlers without decoding (everything else reaches the application, which is
+observed here), with the methods those routes are registered for; a request answered by
+the lane gets the same status, headers and body as the same request answered by the
+application's route (a percent-encoded path takes the route and means the same thing); and
+an application with anything the lane would skip (a middleware, an ``on_response_prepare``
+receiver, a route that could answer first) is refused at start.
+tests/security/test_lane_differential.py compares the two over raw sockets.
 """
 
 from __future__ import annotations
