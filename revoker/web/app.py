@@ -33,7 +33,7 @@ from revoker.web import (
     stream,
     whoami,
 )
-from revoker.web.middlewares import request_context
+from revoker.web.middlewares import MIDDLEWARES
 from revoker.web.state import KEYRING, READINESS, SERVICE, SETTINGS, STORE
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ STARTUP_RETRY_S = 10.0
 
 def create_app(settings: Settings, *, store: Store | None = None,
                clock: Callable[[], float] = time.time) -> web.Application:
-    app = web.Application(middlewares=[request_context],
+    app = web.Application(middlewares=MIDDLEWARES,
                           client_max_size=settings.max_body_bytes)
     store = store or open_store(settings)
     app[SETTINGS] = settings

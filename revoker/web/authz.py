@@ -12,17 +12,22 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from revoker import metrics
 from revoker.errors import TokenError
 from revoker.service import Revoker
 from revoker.tokens import TokenValidator, Verified
-from revoker.web.auth import require
+from revoker.web.auth import authorize
 from revoker.web.problem import problem
-from revoker.web.state import SERVICE, SETTINGS, VALIDATOR
+from revoker.web.state import KEYRING, SERVICE, SETTINGS, VALIDATOR
 
 routes = web.RouteTableDef()
+ROUTE: Final = "/v1/authz"
+TAIL_ROUTE: Final = "/v1/authz/{tail:.*}"
+#: Every method: a gateway forwards the original request's (Envoy), or its own choice.
+#: The fast lane takes the methods the routes are registered with, so this is the one list.
+METHODS: Final = hdrs.METH_ANY
 DEGRADED_HEADER: Final = "X-Revoker-Degraded"
 MAX_HEADER_VALUE: Final = 1024
 #: Printable, no control characters (no header injection), no lone surrogates (not UTF-8).
@@ -86,30 +91,23 @@ async def _validate_and_check(validator: TokenValidator, service: Revoker,
     return verified, result.degraded
 
 
-@routes.route("*", "/v1/authz")
-@routes.route("*", "/v1/authz/{tail:.*}")
+@routes.route(METHODS, ROUTE)
+@routes.route(METHODS, TAIL_ROUTE)
 async def authz(request: web.Request) -> web.Response:
-    require(request, "check", allow_authorization=False)
-    return await answer_authz(request, request.app[VALIDATOR], request.app[SERVICE],
-                              request.app[SETTINGS].authz_claim_headers)
+    return await answer_authz(request, request.app)
 
 
-async def answer_authz(request: web.BaseRequest, validator: TokenValidator, service: Revoker,
-                       claim_headers: tuple[tuple[str, str], ...],
-                       headers: dict[str, str] | None = None) -> web.Response:
-    """The answer once the gateway is authorised; shared with the fast lane
-    (``revoker.web.fastlane``), which passes its ``X-Request-Id`` in ``headers``."""
+async def answer_authz(request: web.Request, app: web.Application) -> web.Response:
+    """All of ``authz``'s work, with the application passed in: the fast lane
+    (``revoker.web.fastlane``) reaches it without the router, so without ``request.app``."""
+    authorize(request, "check", app[SETTINGS].check_auth, app[KEYRING],
+              allow_authorization=False)
     try:
-        verified, degraded = await _validate_and_check(validator, service,
+        verified, degraded = await _validate_and_check(app[VALIDATOR], app[SERVICE],
                                                        bearer_token(request))
     except TokenError as exc:
-        refused = refuse(exc.reason)
-        if headers:
-            refused.headers.update(headers)
-        return refused
-    answer = success_headers(verified, claim_headers)
-    if headers:
-        answer.update(headers)
+        return refuse(exc.reason)
+    answer = success_headers(verified, app[SETTINGS].authz_claim_headers)
     if degraded:
         answer[DEGRADED_HEADER] = "fail-open"
     return web.Response(status=200, headers=answer)

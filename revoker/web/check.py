@@ -10,13 +10,14 @@ from aiohttp import web
 from revoker.bodies import parse_check, require_object
 from revoker.errors import InvalidInput
 from revoker.model import MAX_VALUE_BYTES, Claims, check_value
-from revoker.service import CheckResult, Revoker
-from revoker.web.auth import require
+from revoker.service import CheckResult
+from revoker.web.auth import authorize, require
 from revoker.web.jsonio import read_json, respond
 from revoker.web.problem import item_problem
-from revoker.web.state import SERVICE
+from revoker.web.state import KEYRING, SERVICE, SETTINGS
 
 routes = web.RouteTableDef()
+JTI_ROUTE: Final = "/v1/check/{jti}"
 MAX_CHECK_BATCH: Final = 1000
 DEGRADED_HEADER: Final = {"X-Revoker-Degraded": "fail-open"}
 #: Printable ASCII within the byte limit: always a valid value (``model.check_value``).
@@ -28,24 +29,21 @@ def _headers(results: list[CheckResult]) -> dict[str, str] | None:
     return DEGRADED_HEADER if any(r.degraded for r in results) else None
 
 
-@routes.get("/v1/check/{jti}")
+@routes.get(JTI_ROUTE)
 async def check_jti(request: web.Request) -> web.Response:
-    require(request, "check")
-    jti = request.match_info["jti"]
+    return await answer_jti(request, request.match_info["jti"], request.app)
+
+
+async def answer_jti(request: web.Request, jti: str, app: web.Application) -> web.Response:
+    """All of ``check_jti``'s work, with the application passed in: the fast lane
+    (``revoker.web.fastlane``) reaches it without the router, so without ``request.app``."""
+    authorize(request, "check", app[SETTINGS].check_auth, app[KEYRING])
     if not _PLAIN_VALUE.fullmatch(jti):  # the common case skips the per-character scan
         check_value(jti, field="jti")
-    return await answer_jti(request.app[SERVICE], jti)
-
-
-async def answer_jti(service: Revoker, jti: str,
-                     headers: dict[str, str] | None = None) -> web.Response:
-    """The answer for one valid jti; shared with the fast lane (``revoker.web.fastlane``),
-    which passes its ``X-Request-Id`` in ``headers``."""
-    result = await service.check_jti(jti)
+    result = await app[SERVICE].check_jti(jti)
     record = result.matches[0].to_dict() if result.matches else None
-    if result.degraded:
-        headers = {**(headers or {}), **DEGRADED_HEADER}
-    return respond({"jti": jti, "revoked": result.revoked, "record": record}, headers=headers)
+    return respond({"jti": jti, "revoked": result.revoked, "record": record},
+                   headers=DEGRADED_HEADER if result.degraded else None)
 
 
 @routes.post("/v1/check")

@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from revoker.metrics import flush as flush_tallies
 from revoker.web.jsonio import respond
-from revoker.web.problem import problem
+from revoker.web.problem import RETRY_AFTER_S, problem
 from revoker.web.state import READINESS, STORE
 
 routes = web.RouteTableDef()
@@ -33,7 +33,7 @@ async def readyz(request: web.Request) -> web.Response:
     if not ok:
         failing = ", ".join(name for name in checks if name == "store" and not health.ok) or \
             "local state"
-        return problem(503, f"not ready: {failing}", headers={"Retry-After": "1"},
+        return problem(503, f"not ready: {failing}", headers={"Retry-After": RETRY_AFTER_S},
                        checks=checks, warnings=health.warnings)
     return respond({"status": "ready", "checks": checks, "warnings": health.warnings})
 

@@ -1,8 +1,10 @@
-"""The middleware: request ids, metrics and access log around errors -> problem+json.
+"""The request pipeline: request ids, metrics and access log around errors -> problem+json.
 
 Handlers raise domain errors (``InvalidInput``, ``StoreUnavailable``...) and never build
-error responses themselves, so every error has the same shape. It is one middleware, not
-two, because each aiohttp middleware layer costs a few microseconds on every check.
+error responses themselves, so every error has the same shape. ``pipeline`` is the one
+implementation; the application runs it as its only middleware (each aiohttp middleware
+layer costs a few microseconds on every check) and the fast lane runs it around the
+handlers it reaches without the router.
 """
 
 from __future__ import annotations
@@ -31,13 +33,12 @@ from revoker.errors import (
 )
 from revoker.logs import REQUEST_ID
 from revoker.web.jsonio import UnsupportedMediaType
-from revoker.web.problem import problem
+from revoker.web.problem import NOT_DURABLE, UNAVAILABLE, problem, unavailable
 from revoker.web.state import SETTINGS
 
 log = logging.getLogger("revoker.access")
 errlog = logging.getLogger(__name__)
 _REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-RETRY_AFTER_S: Final = "1"
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -119,9 +120,15 @@ def account(request: web.BaseRequest, route: str, status: int, started: float, *
                         "duration_ms": round(elapsed * 1000, 3), "remote": request.remote})
 
 
-@web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request id (taken from ``X-Request-Id`` when sane), metrics and the access log."""
+async def pipeline(request: web.Request, handler: Handler, route: str, *,
+                   access_log: bool) -> web.StreamResponse:
+    """Everything around a handler: the request id (taken from ``X-Request-Id`` when sane),
+    errors -> problem+json, metrics and the access log under the route's label.
+
+    The one implementation for both ways a request reaches a handler: through the router
+    (``request_context``) and through the fast lane (``revoker.web.fastlane``), so that the
+    two cannot drift apart.
+    """
     request_id = request_id_of(request)
     token = REQUEST_ID.set(request_id)
     started = time.perf_counter()
@@ -134,7 +141,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 raise
             response = _http_problem(exc)
         except Exception as exc:
-            response = error_response(request, exc)
+            response = error_response(request, exc, route=route)
         status = response.status
         if not response.prepared:  # a stream has sent its headers already
             response.headers["X-Request-Id"] = request_id
@@ -144,17 +151,27 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         exc.headers["X-Request-Id"] = request_id
         raise
     finally:
-        account(request, _route_label(request), status, started,
-                access_log=request.app[SETTINGS].access_log)
+        account(request, route, status, started, access_log=access_log)
         REQUEST_ID.reset(token)
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``pipeline`` around every routed request, under the route template's label."""
+    return await pipeline(request, handler, _route_label(request),
+                          access_log=request.app[SETTINGS].access_log)
+
+
+#: Revoker's own middlewares, in order: all the application has, and all the fast lane
+#: does (through ``pipeline``); the lane refuses an application with any other.
+MIDDLEWARES: Final = (request_context,)
 
 
 def _http_problem(exc: web.HTTPException) -> web.Response:
     return problem(exc.status, _http_detail(exc), headers=_keep_headers(exc))
 
 
-def error_response(request: web.BaseRequest, exc: Exception, *,
-                   route: str | None = None) -> web.Response:
+def error_response(request: web.BaseRequest, exc: Exception, *, route: str) -> web.Response:
     """The problem+json answer for a domain error; anything else is logged and is a 500.
     Order matters: ``UnsupportedMediaType`` is an ``InvalidInput``."""
     if isinstance(exc, UnsupportedMediaType):
@@ -172,16 +189,20 @@ def error_response(request: web.BaseRequest, exc: Exception, *,
     if isinstance(exc, Forbidden):
         challenge = f'Bearer realm="revoker", error="insufficient_scope", scope="{exc.scope}"'
         return problem(403, str(exc), headers={"WWW-Authenticate": challenge})
-    if isinstance(exc, NotDurable):
-        return problem(503, f"not acknowledged by enough replicas: {exc}; retry",
-                       headers={"Retry-After": RETRY_AFTER_S})
     if isinstance(exc, StoreError):
-        return problem(503, f"the store is unavailable: {exc}",
-                       headers={"Retry-After": RETRY_AFTER_S})
-    errlog.error("unhandled error on %s %s", request.method,
-                 route or (_route_label(request) if isinstance(request, web.Request)
-                           else "unmatched"), exc_info=exc)
+        return _store_failure(request, exc, route)
+    errlog.error("unhandled error on %s %s", request.method, route, exc_info=exc)
     return problem(500, "internal error; the request id identifies it in the logs")
+
+
+def _store_failure(request: web.BaseRequest, exc: StoreError, route: str) -> web.Response:
+    """A 503 whose detail is generic: gateways (Caddy, Traefik) pass revoker's answer to the
+    end user, who must not learn which store runs behind it or how it failed. The cause goes
+    to the log, under the request id (store errors name no token: the store never sees one),
+    and to ``revoker_store_errors_total``, counted by the store where it failed."""
+    errlog.warning("answering 503 on %s %s: %s: %s", request.method, route,
+                   type(exc).__name__, exc or "no detail")
+    return unavailable(NOT_DURABLE if isinstance(exc, NotDurable) else UNAVAILABLE)
 
 
 def _http_detail(exc: web.HTTPException) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -11,6 +11,11 @@ from revoker.errors import InvalidInput, TooLarge
 from revoker.web.jsonio import dumps
 
 CONTENT_TYPE = "application/problem+json"
+#: Seconds a client should wait before retrying a 503.
+RETRY_AFTER_S: Final = "1"
+#: The detail of every 503 caused by the store: generic on purpose (see ``unavailable``).
+UNAVAILABLE: Final = "revocation state is unavailable; retry later"
+NOT_DURABLE: Final = "the change was not confirmed by enough replicas; retry later"
 
 
 def problem(status: int, detail: str, *, headers: dict[str, str] | None = None,
@@ -30,3 +35,9 @@ def problem_dict(status: int, detail: str) -> dict[str, Any]:
 def item_problem(exc: InvalidInput) -> dict[str, Any]:
     """A batch item's own error: 413 for an oversize token, else 400."""
     return problem_dict(413 if isinstance(exc, TooLarge) else 400, str(exc))
+
+
+def unavailable(detail: str = UNAVAILABLE) -> web.Response:
+    """503 with ``Retry-After``. The detail is one of the generic constants above, never the
+    store's own error: forward-auth gateways pass this answer through to end users."""
+    return problem(503, detail, headers={"Retry-After": RETRY_AFTER_S})

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from revoker import keys
 from revoker.config import Settings
@@ -35,6 +37,27 @@ async def stored(client: TestClient[Any, Any], kind: str, value: str) -> dict[st
     return await resp.json() if resp.status == 200 else None
 
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(client: TestClient[Any, Any]) -> tuple[str, Samples]:
+    """``/metrics`` as text and as samples by (name, sorted labels)."""
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    text = await resp.text()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return text, samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels``."""
+    return sum(v for (n, sample_labels), v in samples.items()
+               if n == name and set(labels.items()) <= set(sample_labels))
+
+
 MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
@@ -52,14 +75,19 @@ async def make_client(prefix: str) -> AsyncIterator[MakeClient]:
     """``await make_client(store_url, REVOKER_X=...)``: a started app with those settings."""
     clients: list[TestClient[Any, Any]] = []
 
-    async def factory(store_url: str = "memory://", *, clock: Any = None,
+    async def factory(store_url: str = "memory://", *, clock: Any = None, lane: bool = True,
+                      customize: Callable[[web.Application], object] | None = None,
                       **env: str) -> TestClient[Any, Any]:
+        """``lane=False`` serves the application as a plain ``AppRunner`` does (every
+        request through the router); ``customize`` changes the app before it starts."""
         environ = {"REVOKER_STORE_URL": store_url, "REVOKER_API_KEYS": KEYS_ENV,
                    "REVOKER_KEY_PREFIX": prefix, "REVOKER_ACCESS_LOG": "false", **env}
         settings = Settings.from_env(environ)
         kwargs = {"clock": clock} if clock is not None else {}
         app = create_app(settings, **kwargs)
-        client = TestClient(LaneTestServer(app))
+        if customize is not None:
+            customize(app)
+        client = TestClient(LaneTestServer(app) if lane else TestServer(app))
         await client.start_server()
         clients.append(client)
         return client

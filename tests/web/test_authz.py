@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from revoker.web.problem import UNAVAILABLE
 from tests.jwt_factory import KeySet
 from tests.redis_proc import RedisProcess
 from tests.web import jwt_env as fx
@@ -197,6 +198,7 @@ async def test_store_down_fail_closed_is_503(make_client: Any, own_redis: RedisP
     own_redis.kill()
     resp = await client.get("/v1/authz", headers=bearer(token))
     assert resp.status == 503 and resp.headers["Retry-After"]
+    assert (await resp.json())["detail"] == UNAVAILABLE  # gateways show it to end users
     # a bad token is still a 401: validation needs no store
     resp = await client.get("/v1/authz", headers=bearer(token[:-4]))
     assert resp.status == 401

@@ -1,10 +1,14 @@
 """The fast lane answers exactly as the application's routes do, and only where it may.
 
 Every web test already runs behind the lane (``tests.lane_server``). These tests pin the
-two properties that make that safe: the lane answers only the plain shapes it claims
-(everything else reaches the application, which is observed here), and a request answered
-by the lane gets the same status, headers and body as the same request answered by the
-application's route (a percent-encoded path takes the route and means the same thing).
+properties that make that safe: the lane takes exactly the requests the router would send
+to its handlers without decoding (everything else reaches the application, which is
+observed here), with the methods those routes are registered for; a request answered by
+the lane gets the same status, headers and body as the same request answered by the
+application's route (a percent-encoded path takes the route and means the same thing); and
+an application with anything the lane would skip (a middleware, an ``on_response_prepare``
+receiver, a route that could answer first) is refused at start.
+tests/security/test_lane_differential.py compares the two over raw sockets.
 """
 
 from __future__ import annotations
@@ -15,14 +19,29 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient
+from aiohttp.typedefs import Handler
 from yarl import URL
 
-from revoker.web.fastlane import FastLane
+from revoker.config import Settings
+from revoker.web.app import create_app
+from revoker.web.authz import authz as authz_handler
+from revoker.web.check import check_jti
+from revoker.web.fastlane import FastLane, LaneConflict
 from tests.jwt_factory import KeySet
+from tests.lane_server import LaneTestServer
 from tests.web import jwt_env as fx
-from tests.web.conftest import ADMIN_KEY, CHECK_KEY, REVOKE_KEY, auth
+from tests.web.conftest import (
+    ADMIN_KEY,
+    CHECK_KEY,
+    KEYS_ENV,
+    REVOKE_KEY,
+    MakeClient,
+    auth,
+    scrape,
+    value,
+)
 from tests.web.jwt_env import GATEWAY, bearer
-from tests.web.test_metrics import scrape, value
 
 keyset, pem_dir, jwt_env = fx.keyset, fx.pem_dir, fx.jwt_env  # shared fixtures
 #: Headers whose values differ between any two answers.
@@ -102,16 +121,31 @@ async def test_authz_answers_as_the_route_does(client: Any, keyset: KeySet, toke
 
 
 @pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/v1/check/abc?x=1"), ("HEAD", "/v1/check/abc"), ("POST", "/v1/check/abc"),
-    ("GET", "/v1/check/a%62c"), ("GET", "/v1/check/.."), ("GET", "/v1/check/.x"),
-    ("GET", "/v1/check/"), ("GET", "/v1/check/a/b"), ("GET", "/v1/check/" + "x" * 513),
-    ("GET", "/v1/authz/../check/abc"), ("GET", "/v1/authz/%2e%2e/x"), ("GET", "/v1/authz//x"),
+    ("POST", "/v1/check/abc"), ("GET", "/v1/check/a%62c"), ("GET", "/v1/check/"),
+    ("GET", "/v1/check/a/b"), ("GET", "/v1/authz/%2e%2e/x"), ("GET", "/v1/authz%2fx"),
     ("GET", "/v1/authzz"), ("GET", "/v1/checks/abc"), ("GET", "/healthz"),
+    ("CONNECT", "/v1/authz"), ("GET", "//v1/authz"),
 ])
 async def test_other_shapes_reach_the_application(client: Any, method: str, path: str) -> None:
+    """Escapes, paths the lane's resources do not match, methods they are not registered
+    for, and a CONNECT (whose target is an authority, not the path it looks like)."""
     recorder = Recorder(lane_of(client))
     assert await raw_status(client, method, path, auth(CHECK_KEY)) < 500
     assert recorder.paths == [path]
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/v1/check/abc?x=1"), ("HEAD", "/v1/check/abc"), ("GET", "/v1/check/.."),
+    ("GET", "/v1/check/.x"), ("GET", "/v1/check/" + "x" * 513), ("GET", "/v1/check/batch"),
+    ("GET", "/v1/authz/../check/abc"), ("GET", "/v1/authz//x"), ("TRACE", "/v1/authz"),
+    ("GET", "/v1/authz?%zz"),
+])
+async def test_router_shapes_take_the_lane(client: Any, method: str, path: str) -> None:
+    """Whatever the router sends to the lane's handlers without decoding, the lane takes:
+    the router does not normalise dot segments, and a check route is registered for HEAD."""
+    recorder = Recorder(lane_of(client))
+    assert await raw_status(client, method, path, auth(CHECK_KEY)) < 500
+    assert recorder.paths == []
 
 
 async def raw_status(client: Any, method: str, path: str, headers: dict[str, str]) -> int:
@@ -175,3 +209,94 @@ async def test_lane_answers_are_counted_under_the_route(client: Any, keyset: Key
     assert delta(requests, route="/v1/authz/{tail}", method="GET", status="200") == 1
     assert delta("revoker_http_request_duration_seconds_count", route="/v1/check/{jti}") == 4
     assert delta("revoker_checks_total", result="ok") == 5
+
+
+# -- what the lane would skip is refused at start ------------------------------------------
+
+def plain_app() -> web.Application:
+    env = {"REVOKER_API_KEYS": KEYS_ENV, "REVOKER_ACCESS_LOG": "false"}
+    return create_app(Settings.from_env(env))
+
+
+@web.middleware
+async def deny_all(request: web.Request, handler: Handler) -> web.StreamResponse:
+    return web.json_response({"denied": True}, status=403)
+
+
+async def stamp(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["X-Stamped"] = "yes"
+
+
+async def statuses(client: TestClient[Any, Any], *paths: str) -> list[tuple[int, str | None]]:
+    answers = []
+    for path in paths:
+        resp = await client.get(URL(path, encoded=True), headers=auth(CHECK_KEY))
+        answers.append((resp.status, resp.headers.get("X-Stamped")))
+    return answers
+
+
+async def refused(app: web.Application) -> str:
+    """Start ``app`` behind the lane; return the refusal's message."""
+    server = LaneTestServer(app)
+    with pytest.raises(LaneConflict) as refusal:
+        await server.start_server()
+    await server.close()
+    return str(refusal.value)
+
+
+async def test_a_foreign_middleware_is_refused(make_client: MakeClient) -> None:
+    """Behind the lane, a deny-all middleware would answer 403 on ``/v1/check/%61bc`` (the
+    router's way) and 200 on ``/v1/check/abc`` (the lane's): the lane refuses to start."""
+    app = plain_app()
+    app.middlewares.append(deny_all)
+    assert "deny_all" in await refused(app)
+    without_lane = await make_client(lane=False, customize=lambda a: a.middlewares.append(
+        deny_all))
+    assert await statuses(without_lane, "/v1/check/abc", "/v1/check/%61bc") == [(403, None)] * 2
+
+
+async def test_a_response_prepare_receiver_is_refused(make_client: MakeClient) -> None:
+    app = plain_app()
+    app.on_response_prepare.append(stamp)
+    assert "on_response_prepare" in await refused(app)
+    without_lane = await make_client(lane=False,
+                                     customize=lambda a: a.on_response_prepare.append(stamp))
+    assert await statuses(without_lane, "/v1/check/abc", "/v1/check/%61bc") == [(200, "yes")] * 2
+
+
+async def answer_special(request: web.Request) -> web.Response:
+    return web.json_response({"special": True})
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/v1/check/special"), ("HEAD", "/v1/check/special"), ("*", "/v1/authz/admin"),
+    ("POST", "/v1/authz"), ("GET", "/v1/check/{a}/x"), ("GET", "/v1/authz/{rest:.*}"),
+])
+async def test_a_route_that_could_answer_first_is_refused(method: str, path: str) -> None:
+    """A route for a path the lane would take, with a method it takes, would be skipped."""
+    app = plain_app()
+    app.router.add_route(method, path, answer_special)
+    assert "could answer some of its requests first" in await refused(app)
+
+
+async def test_a_route_the_lane_cannot_reach_is_served(make_client: MakeClient) -> None:
+    """Routes under the same paths for other methods, or elsewhere, leave the lane alone."""
+    client = await make_client(customize=lambda app: (
+        app.router.add_post("/v1/check/special", answer_special),
+        app.router.add_get("/v1/checks/{x}", answer_special)))
+    recorder = Recorder(lane_of(client))
+    assert (await client.post("/v1/check/special")).status == 200
+    assert (await client.get("/v1/check/special", headers=auth(CHECK_KEY))).status == 200
+    assert recorder.paths == ["/v1/check/special"]
+
+
+async def test_lane_methods_are_the_routes_methods(client: Any) -> None:
+    """The lane's methods come from the router's registrations, not a list of its own."""
+    routed: dict[str, set[str]] = {}
+    for resource in client.app.router.resources():
+        for route in resource:
+            if route.handler in (check_jti, authz_handler):
+                routed.setdefault(resource.canonical, set()).add(route.method)
+    laned = {shape.label: set(shape.methods) for shape in lane_of(client).shapes}
+    assert laned == routed == {"/v1/check/{jti}": {"GET", "HEAD"}, "/v1/authz": {"*"},
+                               "/v1/authz/{tail}": {"*"}}

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from revoker.web.problem import UNAVAILABLE
 from tests.redis_proc import RedisProcess
 from tests.web.conftest import auth
 
@@ -28,9 +29,11 @@ async def test_store_down_closed(make_client: Any, own_redis: RedisProcess) -> N
     assert (await client.get("/healthz")).status == 200
     resp = await client.get("/v1/check/kept", headers=auth())
     assert resp.status == 503 and resp.headers["Retry-After"]
+    assert (await resp.json())["detail"] == UNAVAILABLE  # the cause is logged, not told
     resp = await client.post("/v1/revocations", json={"kind": "jti", "value": "lost"},
                              headers=auth())
     assert resp.status == 503 and resp.content_type == "application/problem+json"
+    assert (await resp.json())["detail"] == UNAVAILABLE
     own_redis.start()
     resp = await client.get("/readyz")
     assert resp.status == 200
