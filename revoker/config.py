@@ -29,6 +29,11 @@ SYMMETRIC_ALGS: Final = frozenset({"HS256", "HS384", "HS512"})
 #: Variables read by the admin commands (``revoker revoke``, ``check``...), not by the
 #: service: known, so that one environment can hold both, but not settings.
 CLIENT_VARIABLES: Final = frozenset({PREFIX + "URL", PREFIX + "API_KEY"})
+#: Kubernetes gives every pod variables for each Service of its namespace (unless the pod
+#: sets ``enableServiceLinks: false``); a Service named ``revoker`` yields these names.
+#: They are not settings, and refusing them would stop the service in a plain deployment.
+SERVICE_LINK_RE: Final = re.compile(
+    r"^REVOKER_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)$")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 KEY_NAME_RULE: Final = "1-64 letters, digits, . _ @ -"
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
@@ -116,7 +121,8 @@ class Settings:
         (here: a memory store that loses every revocation on restart).
         """
         env = dict(os.environ if environ is None else environ)
-        ours = {k: v for k, v in env.items() if k.startswith(PREFIX)}
+        ours = {k: v for k, v in env.items()
+                if k.startswith(PREFIX) and not SERVICE_LINK_RE.match(k)}
         for name in sorted(ours):
             if name not in _PARSERS and name not in CLIENT_VARIABLES:
                 raise ConfigError(name, "unknown variable" + _suggest(name, PREFIX) +
@@ -241,6 +247,14 @@ def _int_range(low: int, high: int) -> Callable[[str], int]:
             raise ValueError(f"must be between {low} and {high}, got {number}")
         return number
     return parse
+
+
+def _port(text: str) -> int:
+    if text.startswith("tcp://"):  # what Kubernetes sets for a Service named revoker
+        raise ValueError(f"expected a port number, got {text!r}: Kubernetes sets this for a "
+                         "Service named revoker; set REVOKER_PORT in the pod spec, or "
+                         "enableServiceLinks: false")
+    return _int_range(0, 65535)(text)
 
 
 def _float_range(low: float, high: float) -> Callable[[str], float]:
@@ -385,7 +399,7 @@ def _paths(text: str) -> tuple[str, ...]:
 _PARSERS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     PREFIX + "STORE_URL": ("store_url", _store_url),
     PREFIX + "HOST": ("host", _text),
-    PREFIX + "PORT": ("port", _int_range(0, 65535)),
+    PREFIX + "PORT": ("port", _port),
     PREFIX + "WORKERS": ("workers", _int_range(1, 64)),
     PREFIX + "KEY_PREFIX": ("key_prefix", _prefix),
     PREFIX + "MAX_TOKEN_LIFETIME": ("max_token_lifetime_s", _int_range(1, 366 * 86400)),

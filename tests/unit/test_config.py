@@ -169,3 +169,17 @@ def test_unknown_enumerated_values_still_fail(variable: str, value: str) -> None
 ])
 def test_key_names(name: str, valid: bool) -> None:
     assert valid_key_name(name) is valid
+
+
+def test_kubernetes_service_links_are_not_unknown_settings() -> None:
+    """A Service named revoker gives every pod of its namespace these variables."""
+    links = {"REVOKER_SERVICE_HOST": "10.0.0.7", "REVOKER_SERVICE_PORT": "8080",
+             "REVOKER_SERVICE_PORT_HTTP": "8080", "REVOKER_PORT_8080_TCP": "tcp://10.0.0.7:8080",
+             "REVOKER_PORT_8080_TCP_PROTO": "tcp", "REVOKER_PORT_8080_TCP_PORT": "8080",
+             "REVOKER_PORT_8080_TCP_ADDR": "10.0.0.7"}
+    s = Settings.from_env({**links, "REVOKER_PORT": "9000"})
+    assert s.port == 9000
+    with pytest.raises(ConfigError, match=r"REVOKER_PORT: .*Kubernetes.*enableServiceLinks"):
+        Settings.from_env({**links, "REVOKER_PORT": "tcp://10.0.0.7:8080"})
+    with pytest.raises(ConfigError, match="REVOKER_SERVICE_HOSTS: unknown variable"):
+        Settings.from_env({"REVOKER_SERVICE_HOSTS": "x"})
