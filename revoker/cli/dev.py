@@ -108,13 +108,17 @@ def cmd_dev(args: argparse.Namespace) -> int:
     secret = secrets.token_urlsafe(32)
     settings = dev_settings(args, admin_key=admin_key, secret=secret)
     logs.configure(fmt=settings.log_format, level=settings.log_level)
-    sample = mint(secret, sub="alice", sid=uuid.uuid4().hex, iss=settings.jwt_issuer,
+    ttl_s = min(SAMPLE_TTL_S, settings.max_token_lifetime_s)  # longer would be refused
+    sample = mint(secret, sub="alice", sid=uuid.uuid4().hex, ttl_s=ttl_s,
+                  iss=settings.jwt_issuer,
                   aud=settings.jwt_audience[0] if settings.jwt_audience else None)
-    print(banner(settings, admin_key=admin_key, secret=secret, sample=sample), flush=True)
+    print(banner(settings, admin_key=admin_key, secret=secret, sample=sample, ttl_s=ttl_s),
+          flush=True)
     return server.run(settings)
 
 
-def banner(settings: Settings, *, admin_key: str, secret: str, sample: str) -> str:
+def banner(settings: Settings, *, admin_key: str, secret: str, sample: str,
+           ttl_s: int) -> str:
     """Shown once, on stdout; everything in it is throw-away, made for this run."""
     scheme = "https" if settings.tls_cert else "http"
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
@@ -128,7 +132,7 @@ def banner(settings: Settings, *, admin_key: str, secret: str, sample: str) -> s
         f"  admin key:     {admin_key}",
         f"  HS256 secret:  {secret}",
         f"  sample token:  {sample}",
-        "                 (sub=alice, with a jti and a sid, valid 1 h)",
+        f"                 (sub=alice, with a jti and a sid, valid {ttl_s} s)",
         "Paste into a shell:",
         f"export ADMIN={shlex.quote(admin_key)} JWT={shlex.quote(sample)}",
         f"export SECRET={shlex.quote(secret)} REVOKER_URL={shlex.quote(url)}"
