@@ -364,3 +364,26 @@ def test_token_mints_the_claims_asked_for() -> None:
     assert claims["exp"] - claims["iat"] == 120
     short = cli("token", "--secret", "short", "--sub", "a", key=None)
     assert short.returncode == 2 and short.stderr.startswith("revoker: --secret must be ")
+
+
+def test_command_modules_import_only_common() -> None:
+    """The layout stays acyclic: main imports the command groups, they import common."""
+    import ast
+
+    import revoker.cli
+
+    package = Path(revoker.cli.__file__).parent
+    for module in package.glob("*.py"):
+        tree = ast.parse(module.read_text())
+        imported = {node.module for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.module}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                     for alias in node.names}
+        siblings = {name for name in imported if name.startswith("revoker.cli")}
+        assert "importlib" not in imported, module.name
+        if module.name == "main.py":
+            assert siblings == {"revoker.cli", "revoker.cli.common"}
+        elif module.name in ("common.py", "__init__.py"):
+            assert siblings == set(), module.name
+        else:
+            assert siblings == {"revoker.cli.common"}, module.name
