@@ -1,5 +1,5 @@
 """Allow ``python -m revoker``."""
 
-from revoker.cli import main
+from revoker.cli.main import main
 
 raise SystemExit(main())

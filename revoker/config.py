@@ -6,6 +6,7 @@ line naming the variable instead of failing on the first request that needs it.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -25,6 +26,16 @@ STORE_SCHEMES: Final = ("memory", "redis", "rediss", "redis+sentinel", "redis+cl
 ASYMMETRIC_ALGS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
                                     "ES256", "ES384", "ES512", "EdDSA"})
 SYMMETRIC_ALGS: Final = frozenset({"HS256", "HS384", "HS512"})
+#: Variables read by the admin commands (``revoker revoke``, ``check``...), not by the
+#: service: known, so that one environment can hold both, but not settings.
+CLIENT_VARIABLES: Final = frozenset({PREFIX + "URL", PREFIX + "API_KEY"})
+#: Kubernetes gives every pod variables for each Service of its namespace (unless the pod
+#: sets ``enableServiceLinks: false``); a Service named ``revoker`` yields these names.
+#: They are not settings, and refusing them would stop the service in a plain deployment.
+SERVICE_LINK_RE: Final = re.compile(
+    r"^REVOKER_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)$")
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+KEY_NAME_RULE: Final = "1-64 letters, digits, . _ @ -"
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _HEX64_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 _HEADER_RE: Final = re.compile(r"^[A-Za-z0-9-]{1,64}$")
@@ -103,11 +114,39 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,
                  config_file: str | None = None) -> Settings:
-        """Environment wins over the TOML file; unknown TOML keys are an error."""
+        """Environment wins over the TOML file.
+
+        An unknown ``REVOKER_*`` variable or TOML key is an error, not ignored: a typo
+        such as ``REVOKER_STOREURL`` would otherwise start the service on its defaults
+        (here: a memory store that loses every revocation on restart).
+        """
         env = dict(os.environ if environ is None else environ)
+        ours = {k: v for k, v in env.items()
+                if k.startswith(PREFIX) and not SERVICE_LINK_RE.match(k)}
+        for name in sorted(ours):
+            if name not in _PARSERS and name not in CLIENT_VARIABLES:
+                raise ConfigError(name, "unknown variable" + _suggest(name, PREFIX) +
+                                  " (revoker reads no such setting: fix or unset it)")
         merged = _read_toml(config_file) if config_file else {}
-        merged.update({k: v for k, v in env.items() if k.startswith(PREFIX)})
+        merged.update({k: v for k, v in ours.items() if k not in CLIENT_VARIABLES})
         return _parse(merged)
+
+
+def valid_key_name(name: str) -> bool:
+    """What ``REVOKER_API_KEYS`` accepts as a key's name (also the records' ``actor``)."""
+    return bool(_NAME_RE.match(name))
+
+
+def _suggest(name: str, prefix: str) -> str:
+    """``; did you mean X?`` for the closest known setting. Names are compared without
+    ``prefix`` (``REVOKER_`` for variables, nothing for TOML keys), so that the prefix
+    every variable shares does not make them all look alike."""
+    known = {v.removeprefix(PREFIX).lower(): v for v in _PARSERS}
+    close = difflib.get_close_matches(name.removeprefix(prefix).lower(), known, n=1,
+                                      cutoff=0.6)
+    if not close:
+        return ""
+    return f"; did you mean {known[close[0]] if prefix else close[0]}?"
 
 
 def _read_toml(path: str) -> dict[str, str]:
@@ -122,7 +161,8 @@ def _read_toml(path: str) -> dict[str, str]:
     for key, value in data.items():
         name = PREFIX + key.upper()
         if name not in _PARSERS:
-            raise ConfigError("--config", f"unknown setting {key!r} in {path}")
+            raise ConfigError("--config", f"unknown setting {key!r} in {path}"
+                              + _suggest(key, ""))
         out[name] = _toml_to_str(value)
     return out
 
@@ -209,6 +249,14 @@ def _int_range(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _port(text: str) -> int:
+    if text.startswith("tcp://"):  # what Kubernetes sets for a Service named revoker
+        raise ValueError(f"expected a port number, got {text!r}: Kubernetes sets this for a "
+                         "Service named revoker; set REVOKER_PORT in the pod spec, or "
+                         "enableServiceLinks: false")
+    return _int_range(0, 65535)(text)
+
+
 def _float_range(low: float, high: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
@@ -222,11 +270,20 @@ def _float_range(low: float, high: float) -> Callable[[str], float]:
 
 
 def _choice(*options: str) -> Callable[[str], str]:
+    """Case-insensitive (``OPEN`` is ``open``); the canonical spelling is kept."""
+    canonical = {option.lower(): option for option in options}
+
     def parse(text: str) -> str:
-        if text not in options:
+        found = canonical.get(text.lower())
+        if found is None:
             raise ValueError(f"must be one of {', '.join(options)}, got {text!r}")
-        return text
+        return found
     return parse
+
+
+def _log_level(text: str) -> str:
+    upper = text.upper()
+    return _choice(*LOG_LEVELS)("WARNING" if upper == "WARN" else upper)
 
 
 def _bool(text: str) -> bool:
@@ -263,13 +320,16 @@ def _algorithms(text: str) -> tuple[str, ...]:
     algs = _csv(text)
     if not algs:
         raise ValueError("at least one algorithm is required")
-    known = ASYMMETRIC_ALGS | SYMMETRIC_ALGS
+    known = {alg.lower(): alg for alg in ASYMMETRIC_ALGS | SYMMETRIC_ALGS}
+    out = []
     for alg in algs:
         if alg.lower() == "none":
             raise ValueError("'none' is never accepted")
-        if alg not in known:
-            raise ValueError(f"unknown algorithm {alg!r}; known: {', '.join(sorted(known))}")
-    return algs
+        if alg.lower() not in known:
+            names = ", ".join(sorted(known.values()))
+            raise ValueError(f"unknown algorithm {alg!r}; known: {names}")
+        out.append(known[alg.lower()])  # hs256 -> HS256: PyJWT matches names exactly
+    return tuple(out)
 
 
 def _api_keys(text: str) -> tuple[ApiKey, ...]:
@@ -280,7 +340,7 @@ def _api_keys(text: str) -> tuple[ApiKey, ...]:
             raise ValueError("each key is name:scope+scope:sha256hex")
         name, scopes_text, digest = parts
         if not _NAME_RE.match(name):
-            raise ValueError(f"bad key name {name!r} (letters, digits, . _ @ -)")
+            raise ValueError(f"bad key name {name!r} ({KEY_NAME_RULE})")
         scopes = frozenset(scopes_text.split("+"))
         if not scopes or not scopes <= set(SCOPES):
             raise ValueError(f"key {name!r}: scopes must be among {', '.join(SCOPES)}")
@@ -339,7 +399,7 @@ def _paths(text: str) -> tuple[str, ...]:
 _PARSERS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     PREFIX + "STORE_URL": ("store_url", _store_url),
     PREFIX + "HOST": ("host", _text),
-    PREFIX + "PORT": ("port", _int_range(0, 65535)),
+    PREFIX + "PORT": ("port", _port),
     PREFIX + "WORKERS": ("workers", _int_range(1, 64)),
     PREFIX + "KEY_PREFIX": ("key_prefix", _prefix),
     PREFIX + "MAX_TOKEN_LIFETIME": ("max_token_lifetime_s", _int_range(1, 366 * 86400)),
@@ -368,7 +428,7 @@ _PARSERS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     PREFIX + "OIDC_AUDIENCE": ("oidc_audience", _csv),
     PREFIX + "OIDC_MAX_AGE": ("oidc_max_age_s", _int_range(1, 86400)),
     PREFIX + "LOG_FORMAT": ("log_format", _choice("text", "json")),
-    PREFIX + "LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
+    PREFIX + "LOG_LEVEL": ("log_level", _log_level),
     PREFIX + "ACCESS_LOG": ("access_log", _bool),
     PREFIX + "EVENTS_MAXLEN": ("events_maxlen", _int_range(1, 1_000_000_000)),
     PREFIX + "MAX_BODY_BYTES": ("max_body_bytes", _int_range(1024, 64 * 1024 * 1024)),

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+
+import jwt
+import pytest
 
 from tests.integration.conftest import ADMIN, CHECKER, KEYS
 from tests.redis_proc import RedisProcess, free_port
@@ -32,7 +39,7 @@ def test_revoke_check_unrevoke_human_and_json(service: ServeProcess) -> None:
     assert done.stdout.startswith("revoked: jti 'abc' revoked until ")
     assert "reason: lost phone" in done.stdout and "by ops" in done.stdout
     checked = cli("check", "abc", "--json", url=service.url, key=CHECKER)
-    assert checked.returncode == 0
+    assert checked.returncode == 3  # revoked
     assert json.loads(checked.stdout)["revoked"] is True
     sub = cli("revoke", "sub", "user-7", "--json", url=service.url)
     assert json.loads(sub.stdout)["record"]["issued_before"] is not None
@@ -43,12 +50,13 @@ def test_revoke_check_unrevoke_human_and_json(service: ServeProcess) -> None:
     assert removed.returncode == 0 and "removed" in removed.stdout
     missing = cli("unrevoke", "jti", "abc", url=service.url)
     assert missing.returncode == 1
-    assert cli("check", "abc", url=service.url).stdout.strip() == "not revoked"
+    assert missing.stderr == "revoker: no jti revocation for this value\n"
+    not_revoked = cli("check", "abc", url=service.url)
+    assert not_revoked.returncode == 0
+    assert not_revoked.stdout.strip() == "not revoked"
 
 
 def test_revoke_token_reads_stdin(service: ServeProcess) -> None:
-    import jwt
-
     token = jwt.encode({"jti": "from-stdin", "exp": int(time.time()) + 300}, "k" * 32,
                        algorithm="HS256")
     env = {**os.environ, "REVOKER_URL": service.url, "REVOKER_API_KEY": ADMIN}
@@ -90,9 +98,10 @@ def test_import_100k_lines_nothing_lost(service: ServeProcess, redis_server: Red
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert summary == {"lines": 100_000, "revoked": 100_000, "expired": 0, "failed": 0,
-                       "report": None}
-    assert "import: 100% 100000 lines, 100000 revoked" in done.stderr  # progress shown
+    assert summary == {"lines": 100_000, "revoked": 100_000, "new": 100_000, "existing": 0,
+                       "expired": 0, "failed": 0, "report": None}
+    final = "import: 100% 100000 lines, 100000 new, 0 already present"
+    assert done.stderr.count(final) == 1  # progress shown, its final line once
     assert elapsed < 60
     stored = redis_server.cli("EVAL", "return #redis.call('KEYS', ARGV[1])", "0",
                               f"{prefix}jti:bulk-*")
@@ -111,13 +120,15 @@ def test_import_reports_failed_lines_and_resumes(service: ServeProcess, tmp_path
     assert done.returncode == 1
     report = tmp_path / "mixed.ndjson.failed"
     assert report.read_text().splitlines() == [lines[2], lines[5]]
-    reasons = (tmp_path / "mixed.ndjson.failed.errors").read_text()
-    assert "line 3: not valid JSON" in reasons and "line 6: " in reasons
-    assert "7 revocations (1 already expired); 2 lines failed" in done.stdout
+    reasons = (tmp_path / "mixed.ndjson.failed.errors").read_text().splitlines()
+    assert reasons[0] == f"report line 1 (line 3 of {source}): not valid JSON"
+    assert reasons[1].startswith(f"report line 2 (line 6 of {source}): ")
+    assert "10 lines: 7 new revocations, 0 already present, 1 already expired, 2 failed" \
+        in done.stdout
     report.write_text(json.dumps({"kind": "sid", "value": "fixed"}) + "\n")
     again = cli("import", str(report), "--report", str(tmp_path / "r2"), url=service.url)
     assert again.returncode == 0, again.stderr
-    assert "imported 1 revocations" in again.stdout
+    assert "1 lines: 1 new revocations" in again.stdout
     skipped = cli("import", str(source), "--skip-lines", "9", "--json", url=service.url)
     assert json.loads(skipped.stdout)["lines"] == 1
 
@@ -177,3 +188,203 @@ def test_import_rides_out_a_service_that_is_not_up_yet(redis_server: RedisProces
     finally:
         importer.kill()
         server.stop()
+
+
+# -- first-hour mistakes ---------------------------------------------------------------------
+
+def test_check_exit_status_and_jti_flag(service: ServeProcess) -> None:
+    """Scripts branch on the status: 0 not revoked, 3 revoked; --jti equals the positional."""
+    assert cli("check", "--jti", "flagged", url=service.url).returncode == 0
+    assert cli("revoke", "jti", "flagged", url=service.url).returncode == 0
+    by_flag = cli("check", "--jti", "flagged", url=service.url, key=CHECKER)
+    by_arg = cli("check", "flagged", url=service.url, key=CHECKER)
+    assert (by_flag.returncode, by_arg.returncode) == (3, 3)
+    assert by_flag.stdout == by_arg.stdout and by_flag.stdout.startswith("revoked: jti")
+    both = cli("check", "flagged", "--jti", "flagged", url=service.url)
+    assert both.returncode == 2 and both.stderr.startswith("revoker: give the jti once")
+    assert "0 not revoked; 3 revoked" in cli("check", "--help").stdout
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8080", "ftp://127.0.0.1", "http://", "http://h:x"])
+def test_url_without_scheme_or_host_is_a_usage_error(url: str) -> None:
+    done = cli("check", "x", url=url)
+    assert done.returncode == 2
+    assert done.stderr == (f"revoker: REVOKER_URL must be an http:// or https:// URL with a "
+                           f"host, such as http://127.0.0.1:8080; got {url!r}\n")
+    flag = cli("check", "x", "--url", url)
+    assert flag.returncode == 2 and flag.stderr.startswith("revoker: --url must be ")
+
+
+def test_keygen_blames_the_name() -> None:
+    done = cli("keygen", "--name", "bad:name", "--scopes", "admin")
+    assert done.returncode == 2
+    assert done.stderr.startswith("revoker: --name 'bad:name' is not a valid key name")
+    assert "REVOKER_API_KEYS" not in done.stderr and done.stdout == ""
+
+
+def test_misspelt_variable_stops_serve_with_a_suggestion() -> None:
+    server = ServeProcess({"REVOKER_STOREURL": "redis://127.0.0.1:1/0"})
+    code, out, err = server.start(wait=False).wait_exit()
+    assert code == 2 and out == ""
+    assert err == ("revoker: configuration error: REVOKER_STOREURL: unknown variable; did you "
+                   "mean REVOKER_STORE_URL? (revoker reads no such setting: fix or unset it)\n")
+
+
+def test_reimport_tells_new_from_already_present(service: ServeProcess, tmp_path: Path) -> None:
+    source = tmp_path / "again.ndjson"
+    source.write_text("".join(json.dumps({"kind": "sid", "value": f"r{i}"}) + "\n"
+                              for i in range(30)))
+    first = json.loads(cli("import", str(source), "--json", url=service.url).stdout)
+    assert (first["new"], first["existing"], first["revoked"]) == (30, 0, 30)
+    assert cli("revoke", "sid", "r30", url=service.url).returncode == 0
+    with source.open("a") as fh:
+        fh.write(json.dumps({"kind": "sid", "value": "r30"}) + "\n")
+        fh.write(json.dumps({"kind": "sid", "value": "r31"}) + "\n")
+    again = cli("import", str(source), url=service.url)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == ("32 lines: 1 new revocations, 31 already present, "
+                                    "0 already expired, 0 failed")
+    progress = [ln for ln in again.stderr.splitlines() if ln.startswith("import: ")]
+    assert len(progress) == 1 and progress[0].startswith("import: 100% 32 lines, 1 new")
+
+
+def test_every_failure_is_counted_and_the_report_files_agree(service: ServeProcess,
+                                                             tmp_path: Path) -> None:
+    source = tmp_path / "bad.ndjson"
+    lines = [json.dumps({"kind": "sid", "value": f"ok{i}"}) for i in range(5)]
+    lines += [f"{{broken {i}" for i in range(8)]
+    lines.insert(2, "")  # a blank line still counts in the file's numbering
+    source.write_text("\n".join(lines) + "\n")
+    done = cli("import", str(source), "--batch-size", "4", url=service.url)
+    assert done.returncode == 1
+    assert all(ln.startswith("revoker: ") for ln in done.stderr.splitlines()
+               if not ln.startswith("import: "))
+    shown = [ln for ln in done.stderr.splitlines() if ln.startswith("revoker: line ")]
+    assert shown == [f"revoker: line {n}: not valid JSON" for n in range(7, 12)]
+    report = tmp_path / "bad.ndjson.failed"
+    assert f"revoker: ... and 3 more failed lines; every reason is in {report}.errors" \
+        in done.stderr
+    failed = report.read_text().splitlines()
+    reasons = Path(f"{report}.errors").read_text().splitlines()
+    assert len(failed) == len(reasons) == 8
+    for k, (line, reason) in enumerate(zip(failed, reasons, strict=True), start=1):
+        number = lines.index(line) + 1
+        assert reason == f"report line {k} (line {number} of {source}): not valid JSON"
+    assert "14 lines: 5 new revocations" not in done.stdout  # blank lines are not lines
+    assert done.stdout.startswith("13 lines: 5 new revocations, 0 already present")
+
+
+# -- revoker dev and revoker token ------------------------------------------------------------
+
+def _authz(url: str, key: str, token: str) -> int:
+    request = urllib.request.Request(url + "/v1/authz", headers={
+        "X-Revoker-Key": key, "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[str], timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "revoker dev exited"
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError("revoker dev did not answer /healthz")
+
+
+@pytest.fixture
+def dev_service(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
+    """``revoker dev`` on a free port: (what its export lines set, everything it printed)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVOKER_")}
+    env["REVOKER_ACCESS_LOG"] = "false"
+    with (tmp_path / "dev.stderr").open("w") as errors:
+        proc = subprocess.Popen([sys.executable, "-m", "revoker", "dev", "--port",
+                                 str(free_port())], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=errors)
+        try:
+            assert proc.stdout is not None
+            printed: list[str] = []
+            while not (printed and printed[-1].startswith("=" * 24 + "=")):
+                line = proc.stdout.readline()
+                assert line, f"revoker dev stopped: {(tmp_path / 'dev.stderr').read_text()}"
+                printed.append(line.rstrip("\n"))
+            exported: dict[str, str] = {}
+            for line in printed:
+                if line.startswith("export "):
+                    words = shlex.split(line.removeprefix("export "))
+                    exported.update(w.split("=", 1) for w in words)
+            _wait_healthy(exported["REVOKER_URL"], proc)
+            yield exported, "\n".join(printed)
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=15)
+    stderr = (tmp_path / "dev.stderr").read_text()
+    assert exported["ADMIN"] not in stderr and exported["SECRET"] not in stderr
+
+
+def test_dev_prints_what_is_needed_and_it_works(dev_service: tuple[dict[str, str], str]) -> None:
+    exported, printed = dev_service
+    url, admin, token, secret = (exported[k] for k in ("REVOKER_URL", "ADMIN", "JWT", "SECRET"))
+    assert "NOT FOR PRODUCTION" in printed.splitlines()[0]
+    assert printed.count("NOT FOR PRODUCTION") == 1  # shown once, on stdout only
+    assert f"admin key:     {admin}" in printed and f"HS256 secret:  {secret}" in printed
+    claims = jwt.decode(token, secret, algorithms=["HS256"])
+    assert claims["sub"] == "alice" and claims["jti"] and claims["sid"]
+    assert claims["exp"] - claims["iat"] == 3600
+    assert _authz(url, admin, token) == 200
+    revoked = cli("revoke", "token", token, url=url, key=admin)
+    assert revoked.returncode == 0, revoked.stderr
+    assert _authz(url, admin, token) == 401
+    assert cli("check", claims["jti"], url=url, key=admin).returncode == 3
+    minted = cli("token", "--secret", secret, "--sub", "bob", key=None)
+    assert minted.returncode == 0, minted.stderr
+    assert _authz(url, admin, minted.stdout.strip()) == 200
+    assert cli("revoke", "sub", "bob", url=url, key=admin).returncode == 0
+    assert _authz(url, admin, minted.stdout.strip()) == 401
+
+
+def test_token_mints_the_claims_asked_for() -> None:
+    secret = "s" * 32
+    done = cli("token", "--secret", secret, "--sub", "alice", "--jti", "j-1", "--sid", "s-1",
+               "--ttl", "120", "--kid", "k-1", "--iss", "https://idp", "--aud", "api",
+               key=None)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert jwt.get_unverified_header(token)["kid"] == "k-1"
+    claims = jwt.decode(token, secret, algorithms=["HS256"], audience="api",
+                        issuer="https://idp")
+    assert {k: claims[k] for k in ("sub", "jti", "sid")} == {
+        "sub": "alice", "jti": "j-1", "sid": "s-1"}
+    assert claims["exp"] - claims["iat"] == 120
+    short = cli("token", "--secret", "short", "--sub", "a", key=None)
+    assert short.returncode == 2 and short.stderr.startswith("revoker: --secret must be ")
+
+
+def test_command_modules_import_only_common() -> None:
+    """The layout stays acyclic: main imports the command groups, they import common."""
+    import ast
+
+    import revoker.cli
+
+    package = Path(revoker.cli.__file__).parent
+    for module in package.glob("*.py"):
+        tree = ast.parse(module.read_text())
+        imported = {node.module for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.module}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                     for alias in node.names}
+        siblings = {name for name in imported
+                    if name == "revoker.cli" or name.startswith("revoker.cli.")}
+        assert "importlib" not in imported, module.name
+        if module.name == "main.py":
+            assert siblings == {"revoker.cli", "revoker.cli.common"}
+        elif module.name in ("common.py", "__init__.py"):
+            assert siblings == set(), module.name
+        else:
+            assert siblings == {"revoker.cli.common"}, module.name

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from revoker import keys
-from revoker.config import Settings
+from revoker.config import _PARSERS, CLIENT_VARIABLES, Settings, valid_key_name
 from revoker.errors import ConfigError
 
 LINE = keys.config_line("ops", ["admin"], "k")
@@ -81,3 +81,105 @@ def test_hs_needs_secret_alone() -> None:
 def test_memory_store_refuses_several_workers() -> None:
     with pytest.raises(ConfigError, match="REVOKER_WORKERS"):
         Settings.from_env({"REVOKER_WORKERS": "2"})
+
+
+@pytest.mark.parametrize(("typo", "meant"), [
+    ("REVOKER_STOREURL", "REVOKER_STORE_URL"),
+    ("REVOKER_FAIL_MOD", "REVOKER_FAIL_MODE"),
+    ("REVOKER_LOG_LEVLE", "REVOKER_LOG_LEVEL"),
+    ("REVOKER_API_KEY_FILE", "REVOKER_API_KEYS_FILE"),
+    ("REVOKER_store_url", "REVOKER_STORE_URL"),
+])
+def test_unknown_variable_stops_with_a_suggestion(typo: str, meant: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({typo: "redis://x:1/0"})
+    assert err.value.variable == typo
+    assert f"did you mean {meant}?" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_variable_without_a_close_name_is_still_refused() -> None:
+    with pytest.raises(ConfigError, match="REVOKER_BANANA: unknown variable") as err:
+        Settings.from_env({"REVOKER_BANANA": "1"})
+    assert "did you mean" not in str(err.value)
+
+
+def test_the_typo_is_reported_before_any_bad_value() -> None:
+    """The typo is the cause: reporting the bad port first would send the user elsewhere."""
+    with pytest.raises(ConfigError, match="REVOKER_STOREURL"):
+        Settings.from_env({"REVOKER_STOREURL": "redis://x", "REVOKER_PORT": "http"})
+
+
+def test_client_variables_are_known_but_not_settings() -> None:
+    """One environment may serve both the service and the admin commands."""
+    s = Settings.from_env({"REVOKER_URL": "http://revoker:8080", "REVOKER_API_KEY": "rvk_x",
+                           "REVOKER_STORE_URL": "redis://x:1/0"})
+    assert s.store_url == "redis://x:1/0"
+    assert {"REVOKER_URL", "REVOKER_API_KEY"} == CLIENT_VARIABLES
+    assert not CLIENT_VARIABLES & set(_PARSERS)
+
+
+def test_other_environment_variables_are_not_ours() -> None:
+    s = Settings.from_env({"REVOKERX": "1", "PATH": "/bin", "REDIS_URL": "redis://y"})
+    assert s.store_url == "memory://"
+
+
+def test_toml_unknown_key_suggests_the_setting(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('storeurl = "redis://x:1/0"\n')
+    with pytest.raises(ConfigError, match=r"'storeurl'.*did you mean store_url\?"):
+        Settings.from_env({}, config_file=str(toml))
+
+
+@pytest.mark.parametrize(("variable", "value", "attr", "expected"), [
+    ("REVOKER_FAIL_MODE", "OPEN", "fail_mode", "open"),
+    ("REVOKER_FAIL_MODE", "Closed", "fail_mode", "closed"),
+    ("REVOKER_CHECK_AUTH", "None", "check_auth", "none"),
+    ("REVOKER_LOG_FORMAT", "JSON", "log_format", "json"),
+    ("REVOKER_LOG_LEVEL", "info", "log_level", "INFO"),
+    ("REVOKER_LOG_LEVEL", "Debug", "log_level", "DEBUG"),
+    ("REVOKER_LOG_LEVEL", "warn", "log_level", "WARNING"),
+    ("REVOKER_ACCESS_LOG", "FALSE", "access_log", False),
+    ("REVOKER_ALLOW_EVICTION", "Yes", "allow_eviction", True),
+    ("REVOKER_JWT_ALGORITHMS", "rs256,eddsa", "jwt_algorithms", ("RS256", "EdDSA")),
+])
+def test_enumerated_values_are_case_insensitive_and_normalised(
+        variable: str, value: str, attr: str, expected: object) -> None:
+    assert getattr(Settings.from_env({variable: value}), attr) == expected
+
+
+def test_check_mode_is_case_insensitive() -> None:
+    s = Settings.from_env({"REVOKER_CHECK_MODE": "Mirror", "REVOKER_STORE_URL": "redis://x"})
+    assert s.check_mode == "mirror"
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("REVOKER_LOG_LEVEL", "loud"),
+    ("REVOKER_FAIL_MODE", "opened"),
+    ("REVOKER_JWT_ALGORITHMS", "NONE"),
+])
+def test_unknown_enumerated_values_still_fail(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: value})
+
+
+@pytest.mark.parametrize(("name", "valid"), [
+    ("ops", True), ("gw-1.eu@corp", True), ("a" * 64, True),
+    ("bad:name", False), ("", False), ("a" * 65, False), ("sp ace", False),
+])
+def test_key_names(name: str, valid: bool) -> None:
+    assert valid_key_name(name) is valid
+
+
+def test_kubernetes_service_links_are_not_unknown_settings() -> None:
+    """A Service named revoker gives every pod of its namespace these variables."""
+    links = {"REVOKER_SERVICE_HOST": "10.0.0.7", "REVOKER_SERVICE_PORT": "8080",
+             "REVOKER_SERVICE_PORT_HTTP": "8080", "REVOKER_PORT_8080_TCP": "tcp://10.0.0.7:8080",
+             "REVOKER_PORT_8080_TCP_PROTO": "tcp", "REVOKER_PORT_8080_TCP_PORT": "8080",
+             "REVOKER_PORT_8080_TCP_ADDR": "10.0.0.7"}
+    s = Settings.from_env({**links, "REVOKER_PORT": "9000"})
+    assert s.port == 9000
+    with pytest.raises(ConfigError, match=r"REVOKER_PORT: .*Kubernetes.*enableServiceLinks"):
+        Settings.from_env({**links, "REVOKER_PORT": "tcp://10.0.0.7:8080"})
+    with pytest.raises(ConfigError, match="REVOKER_SERVICE_HOSTS: unknown variable"):
+        Settings.from_env({"REVOKER_SERVICE_HOSTS": "x"})

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from revoker.config import _PARSERS, Settings
+from revoker.config import _PARSERS, CLIENT_VARIABLES, Settings
 
 DOC = Path(__file__).resolve().parents[2] / "README.md"
 ROW_RE = re.compile(r"^\|\s*`(REVOKER_[A-Z0-9_]+)`\s*\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|\s*$")
@@ -56,3 +56,11 @@ def test_every_default_is_the_one_the_code_uses() -> None:
         expected = as_doc(defaults.get(attr))  # REVOKER_API_KEYS_FILE has no field: unset
         assert default == expected, f"{name}: documented {default!r}, code {expected!r}"
 
+
+
+def test_the_client_variables_are_documented() -> None:
+    """They are not settings (not in the table), but the unknown-variable check allows
+    them, so a user must be able to find what they mean."""
+    text = DOC.read_text()
+    for name in CLIENT_VARIABLES:
+        assert f"`{name}`" in text, f"{name} is not mentioned in the README"
