@@ -28,7 +28,7 @@ BAD_EVENT_IDS = [
     str(2**64),                          # ms above u64
     f"1-{2**64}",                        # seq above u64
     "99999999999999999999999999",
-    "1 ",
+    "1_0",
     "0x10",
 ]
 BAD_CURSORS = [

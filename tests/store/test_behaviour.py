@@ -183,11 +183,15 @@ async def test_events_are_appended_for_revoke_and_unrevoke(store: Store) -> None
 async def test_blocking_event_read_wakes_on_append(store: Store) -> None:
     svc = service(store)
     last = await store.last_event_id()
-    reader = asyncio.create_task(store.events(after=last or "0-0", limit=10, block_ms=2000))
-    await asyncio.sleep(0.05)
-    await svc.revoke(RevokeRequest("jti", "wake"), actor=None)
-    events = await asyncio.wait_for(reader, 3)
-    assert [e.record.value for e in events] == ["wake"]
+    tail = store.open_tail()
+    try:
+        reader = asyncio.create_task(tail.read(after=last or "0-0", limit=10, block_ms=2000))
+        await asyncio.sleep(0.05)
+        await svc.revoke(RevokeRequest("jti", "wake"), actor=None)
+        events = await asyncio.wait_for(reader, 3)
+        assert [e.record.value for e in events] == ["wake"]
+    finally:
+        await tail.close()
 
 
 async def test_scan_pages_cover_every_record_once(store: Store) -> None:
