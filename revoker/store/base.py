@@ -53,7 +53,7 @@ class Lane:
     store (which is what lets fail mode ``open`` accept tokens).
     """
 
-    __slots__ = ("name", "_slots")
+    __slots__ = ("_slots", "name")
 
     def __init__(self, name: str, size: int | None) -> None:
         self.name = name

@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.web.conftest import ADMIN_KEY, CHECK_KEY, MakeClient, auth
-from tests.web.conftest import make_client as make_client  # noqa: F401 - the fixture
+from tests.web.conftest import make_client as make_client  # the fixture, re-exported
 
 pytestmark = pytest.mark.security
 
