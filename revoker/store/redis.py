@@ -181,6 +181,9 @@ class RedisStore(Store):
                 "REVOKER_ALLOW_EVICTION",
                 f"Redis maxmemory-policy is {policy!r}: it may evict revocations silently; "
                 "set it to noeviction, or set REVOKER_ALLOW_EVICTION=true to accept the risk")
+        # The hot lane's first connection is made here, not by the first check.
+        await self._bounded(self.client.ping(), operation="open",
+                            timeout_s=max(self.timeout_s, 2), lane=self.hot)
         health = await self.health()
         self.startup_warnings = list(health.warnings)
         for warning in health.warnings:
