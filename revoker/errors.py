@@ -67,3 +67,8 @@ class Forbidden(RevokerError):
     def __init__(self, message: str, *, scope: str) -> None:
         super().__init__(message)
         self.scope = scope
+
+
+class StoreBusy(StoreError):
+    """Every connection of a local pool was in use for the whole wait: this process is
+    overloaded, Redis is not known to be down, so this never fails open (maps to 503)."""

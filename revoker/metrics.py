@@ -153,3 +153,13 @@ async def _flush_forever() -> None:
     while True:
         await asyncio.sleep(FLUSH_INTERVAL_S)
         flush()
+
+# -- store lanes and event streams -------------------------------------------------------
+STORE_BUSY = Counter("revoker_store_busy", "Store calls refused because every connection "
+                     "of their pool stayed in use for the whole wait", ["lane"])
+STREAMS_OPEN = Gauge("revoker_streams_open", "Open GET /v1/events/stream connections",
+                     multiprocess_mode="livesum")
+STREAMS_REFUSED = Counter("revoker_streams_refused", "Event streams refused because the "
+                          "worker already served REVOKER_MAX_STREAMS")
+STREAMS_LAGGING = Counter("revoker_streams_lagging", "Event streams disconnected because "
+                          "their consumer fell too far behind (they resume by Last-Event-ID)")

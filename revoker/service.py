@@ -1,7 +1,10 @@
 """Revoke, check and unrevoke: the contract's rules applied to a store. No HTTP here.
 
 Fail mode lives here too, because "what does a check answer when the store cannot" is a
-rule of the service, not of any one endpoint.
+rule of the service, not of any one endpoint. Only an unreachable store fails open
+(``StoreUnavailable``: connection refused or reset, no answer in time); local overload
+(``StoreBusy``) and errors Redis reported (``StoreError``) always fail closed, so nothing a
+client can do to this process makes a revoked token acceptable.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from revoker import metrics
-from revoker.errors import InvalidInput, StoreError
+from revoker.errors import InvalidInput, StoreError, StoreUnavailable
 from revoker.model import Claims, Event, Lifetimes, Record, RevokeRequest, build_record, matching
 from revoker.store import Store
+from revoker.store.feed import EventFeed, Subscription
 
 Lookup = Callable[[Sequence[tuple[str, str]]], Awaitable[list[Record | None]]]
 
@@ -56,6 +60,8 @@ class Revoker:
         self.batch_revokes = False
         self._pending: dict[tuple[str | None, str], list[tuple[
             RevokeRequest, asyncio.Future[Revoked | InvalidInput]]]] = {}
+        #: The one tail of the events stream that every event stream of this process shares.
+        self.feed = EventFeed(store)
 
     async def revoke(self, request: RevokeRequest, *, actor: str | None,
                      source: str = "api") -> Revoked:
@@ -148,9 +154,10 @@ class Revoker:
         return CheckResult(revoked=True, matches=[record])
 
     def _unknown(self, exc: StoreError, count: int) -> list[CheckResult]:
-        """The store failed: re-raise (fail closed) or accept, counted (fail open)."""
+        """The store failed: re-raise (fail closed) or accept, counted (fail open). Only an
+        unreachable store may fail open, never local overload (``StoreBusy``)."""
         metrics.CHECKS.labels(result="error").inc(count)
-        if self.fail_mode != "open":
+        if self.fail_mode != "open" or not isinstance(exc, StoreUnavailable):
             raise exc
         metrics.FAIL_OPEN.inc(count)
         return [CheckResult(revoked=False, degraded=True) for _ in range(count)]
@@ -184,8 +191,19 @@ class Revoker:
                    limit: int) -> tuple[list[Record], str | None]:
         return await self.store.scan(kind=kind, cursor=cursor, limit=limit)
 
-    async def events(self, *, after: str | None, limit: int, block_ms: int = 0) -> list[Event]:
-        return await self.store.events(after=after, limit=limit, block_ms=block_ms)
+    async def events(self, *, after: str | None, limit: int) -> list[Event]:
+        return await self.store.events(after=after, limit=limit)
+
+    async def subscribe(self) -> Subscription:
+        """Live events from now on (``Subscription.history`` adds the past)."""
+        return await self.feed.subscribe()
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.feed.unsubscribe(subscription)
+
+    async def close(self) -> None:
+        """End every subscription; the store itself is closed by its owner."""
+        await self.feed.close()
 
 
 _BACKGROUND: set[asyncio.Task[None]] = set()

@@ -29,7 +29,8 @@ def _redis(settings: Settings) -> Store:
                       timeout_s=settings.store_timeout_s, events_maxlen=settings.events_maxlen,
                       allow_eviction=settings.allow_eviction,
                       wait_replicas=settings.redis_wait_replicas,
-                      wait_timeout_s=settings.redis_wait_timeout_s)
+                      wait_timeout_s=settings.redis_wait_timeout_s,
+                      pool_size=settings.redis_pool_size)
 
 
 def _sentinel(settings: Settings) -> Store:
@@ -48,7 +49,8 @@ def _redis_options(settings: Settings) -> dict[str, Any]:
     return {"prefix": settings.key_prefix, "timeout_s": settings.store_timeout_s,
             "events_maxlen": settings.events_maxlen, "allow_eviction": settings.allow_eviction,
             "wait_replicas": settings.redis_wait_replicas,
-            "wait_timeout_s": settings.redis_wait_timeout_s}
+            "wait_timeout_s": settings.redis_wait_timeout_s,
+            "pool_size": settings.redis_pool_size}
 
 
 BACKENDS: dict[str, Callable[[Settings], Store]] = {

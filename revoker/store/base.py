@@ -8,15 +8,16 @@ backends implement only the small ``_`` primitives.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from revoker import metrics
-from revoker.errors import StoreError, StoreUnavailable
-from revoker.model import Event, Record
+from revoker.errors import StoreBusy, StoreError, StoreUnavailable
+from revoker.model import Event, Record, parse_stream_id
 
 T = TypeVar("T")
 
@@ -38,16 +39,83 @@ class StoreHealth:
     warnings: list[str] = field(default_factory=list)
 
 
+#: Concurrent calls of the cold lane (listings, event pages, health, start-up checks).
+COLD_POOL_SIZE: Final = 4
+
+
+class Lane:
+    """At most ``size`` concurrent store calls (``None``: unbounded).
+
+    Redis backends keep two connection pools, one per lane, so that what can be slow or
+    numerous (listings, event pages, health probes) never takes a connection that checks,
+    authz and revokes need. A call waits for a slot only within its own deadline; running
+    out of slots is local overload, reported as ``StoreBusy``, never as an unreachable
+    store (which is what lets fail mode ``open`` accept tokens).
+    """
+
+    __slots__ = ("_slots", "name")
+
+    def __init__(self, name: str, size: int | None) -> None:
+        self.name = name
+        self._slots = asyncio.Semaphore(size) if size else None
+
+    async def acquire(self, deadline: float) -> None:
+        slots = self._slots
+        if slots is None:
+            return
+        if not slots.locked():
+            await slots.acquire()  # returns at once: no suspension on the hot path
+            return
+        try:
+            async with asyncio.timeout_at(deadline):
+                await slots.acquire()
+        except TimeoutError:
+            metrics.STORE_BUSY.labels(lane=self.name).inc()
+            raise StoreBusy(f"every {self.name} store connection is in use") from None
+
+    def release(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+
+
+class EventTail:
+    """One blocking reader of the events stream, on a connection of its own: a reader
+    blocked waiting for events must never hold a connection that another call needs.
+    A worker has one (``revoker.store.feed``), shared by all its event streams."""
+
+    def __init__(self, store: Store, read: Callable[[str, int, int], Awaitable[list[Event]]],
+                 close: Callable[[], Awaitable[None]] | None = None) -> None:
+        self._store = store
+        self._read = read
+        self._close = close
+
+    async def read(self, *, after: str, limit: int, block_ms: int) -> list[Event]:
+        """Events strictly after ``after``, waiting up to ``block_ms`` for the first."""
+        parse_stream_id(after)
+        return await self._store._bounded(self._read(after, limit, block_ms),
+                                          operation="events_wait",
+                                          timeout_s=self._store.timeout_s + block_ms / 1000)
+
+    async def close(self) -> None:
+        if self._close is not None:
+            await self._close()
+
+
 class Store(ABC):
     """A denylist of revocation records plus its audit stream of events."""
 
     #: Set by backends that are only correct inside one process.
     single_process: bool = False
 
-    def __init__(self, *, prefix: str, timeout_s: float, events_maxlen: int) -> None:
+    def __init__(self, *, prefix: str, timeout_s: float, events_maxlen: int,
+                 pool_size: int | None = None, cold_pool_size: int | None = None) -> None:
         self.prefix = prefix
         self.timeout_s = timeout_s
         self.events_maxlen = events_maxlen
+        #: Checks, authz and revokes: lookups, upserts, deletes, ``remember_once``.
+        self.hot = Lane("hot", pool_size)
+        #: Everything else that talks to the store.
+        self.cold = Lane("cold", cold_pool_size)
 
     def key(self, kind: str, value: str) -> str:
         return f"{self.prefix}{kind}:{value}"
@@ -57,13 +125,23 @@ class Store(ABC):
         return f"{self.prefix}events"
 
     async def _bounded(self, awaitable: Awaitable[T], *, operation: str,
-                       timeout_s: float | None = None) -> T:
+                       timeout_s: float | None = None, lane: Lane | None = None) -> T:
         """Every store call is bounded so that a check never hangs on a stuck store, and
         timed here, where it happens: one observation per round trip (a coalesced MGET
-        for many checks is one lookup; a check answered by the mirror is none)."""
+        for many checks is one lookup; a check answered by the mirror is none). With a
+        ``lane``, the wait for one of its connections counts against the same bound."""
         started = time.perf_counter()
+        deadline = asyncio.get_running_loop().time() + (
+            self.timeout_s if timeout_s is None else timeout_s)
+        if lane is not None:
+            try:
+                await lane.acquire(deadline)
+            except StoreBusy:
+                metrics.STORE_ERRORS.labels(operation=operation).inc()
+                _close(awaitable)
+                raise
         try:
-            async with asyncio.timeout(self.timeout_s if timeout_s is None else timeout_s):
+            async with asyncio.timeout_at(deadline):
                 return await awaitable
         except TimeoutError as exc:
             metrics.STORE_ERRORS.labels(operation=operation).inc()
@@ -76,6 +154,8 @@ class Store(ABC):
             metrics.STORE_ERRORS.labels(operation=operation).inc()
             raise error from exc
         finally:
+            if lane is not None:
+                lane.release()
             _timer(operation).observe(time.perf_counter() - started)
 
     def _translate(self, exc: Exception) -> StoreError:
@@ -100,8 +180,7 @@ class Store(ABC):
         if not records:
             return []
         return await self._bounded(self._upsert_many(records, at), operation="upsert",
-                                   timeout_s=self._write_timeout(
-            len(records)))
+                                   timeout_s=self._write_timeout(len(records)), lane=self.hot)
 
     def _write_timeout(self, count: int) -> float:
         """Batches get proportionally more time, within reason."""
@@ -110,45 +189,54 @@ class Store(ABC):
     async def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
         if not pairs:
             return []
-        return await self._bounded(self._get_many(pairs), operation="lookup")
+        return await self._bounded(self._get_many(pairs), operation="lookup", lane=self.hot)
 
     async def get(self, kind: str, value: str) -> Record | None:
         return (await self.get_many([(kind, value)]))[0]
 
     async def delete(self, kind: str, value: str, *, at: int) -> Record | None:
         """Remove a record and append an ``unrevoked`` event; ``None`` when absent."""
-        return await self._bounded(self._delete(kind, value, at), operation="delete")
+        return await self._bounded(self._delete(kind, value, at), operation="delete",
+                                   lane=self.hot)
 
     async def scan(self, *, kind: str | None, cursor: str | None,
                    limit: int) -> tuple[list[Record], str | None]:
-        """A page of live records; the cursor is opaque and ``None`` at the end."""
+        """A page of live records; the cursor is opaque and ``None`` at the end. A cursor
+        this backend could not have returned is the caller's error, found before any store
+        call (Redis would refuse it as if it were failing)."""
+        if cursor:
+            self._check_cursor(cursor)
         return await self._bounded(self._scan(kind, cursor, limit), operation="scan",
-                                   timeout_s=self._write_timeout(limit))
+                                   timeout_s=self._write_timeout(limit), lane=self.cold)
 
-    async def events(self, *, after: str | None, limit: int,
-                     block_ms: int = 0) -> list[Event]:
-        """Events strictly after ``after`` (oldest first); ``block_ms`` waits for new ones."""
-        timeout = self.timeout_s + block_ms / 1000
-        operation = "events_wait" if block_ms > 0 else "events"
-        return await self._bounded(self._events(after, limit, block_ms), operation=operation,
-                                   timeout_s=timeout)
+    async def events(self, *, after: str | None, limit: int) -> list[Event]:
+        """A page of events strictly after ``after`` (oldest first), without waiting:
+        waiting for new events is the job of the one ``open_tail`` reader per worker."""
+        if after is not None:
+            parse_stream_id(after)
+        return await self._bounded(self._events(after, limit, 0), operation="events",
+                                   lane=self.cold)
 
     async def last_event_id(self) -> str | None:
-        return await self._bounded(self._last_event_id(), operation="events")
+        return await self._bounded(self._last_event_id(), operation="events", lane=self.cold)
+
+    def open_tail(self) -> EventTail:
+        """A blocking reader of new events; close it when done."""
+        return EventTail(self, self._events)
 
     async def remember_once(self, key_suffix: str, expires_at: int) -> bool:
         """Mark ``{prefix}{key_suffix}`` as seen until ``expires_at``; True the first time,
         False while it is still remembered (replay protection for logout tokens and SETs).
         Atomic: of two concurrent callers, exactly one gets True."""
         return await self._bounded(self._remember_once(self.prefix + key_suffix, expires_at),
-                                   operation="remember")
+                                   operation="remember", lane=self.hot)
 
     async def _remember_once(self, key: str, expires_at: int) -> bool:
         raise NotImplementedError(f"{type(self).__name__} cannot remember ids")
 
     async def health(self) -> StoreHealth:
         try:
-            return await self._bounded(self._health(), operation="health")
+            return await self._bounded(self._health(), operation="health", lane=self.cold)
         except StoreError as exc:
             return StoreHealth(ok=False, detail={"error": str(exc) or type(exc).__name__})
 
@@ -164,6 +252,11 @@ class Store(ABC):
     async def _delete(self, kind: str, value: str, at: int) -> Record | None: ...
 
     @abstractmethod
+    def _check_cursor(self, cursor: str) -> None:
+        """Raise ``InvalidInput`` unless ``cursor`` has the exact shape this backend's
+        listings return, within the bounds its store accepts."""
+
+    @abstractmethod
     async def _scan(self, kind: str | None, cursor: str | None,
                     limit: int) -> tuple[list[Record], str | None]: ...
 
@@ -175,6 +268,13 @@ class Store(ABC):
 
     @abstractmethod
     async def _health(self) -> StoreHealth: ...
+
+
+def _close(awaitable: Awaitable[Any]) -> None:
+    """A call refused before it started: close its coroutine so it is not reported as
+    never awaited."""
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
 
 
 _TIMERS: dict[str, Any] = {}

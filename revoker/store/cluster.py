@@ -26,6 +26,7 @@ implies TLS. The hosts are startup nodes: any reachable one is enough.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -39,6 +40,7 @@ from revoker.store.redis import (
     DELETE_SHA,
     SCAN_COUNT,
     SCRIPTS,
+    U64_MAX,
     UPSERT_SHA,
     RedisStore,
     _describe,
@@ -57,15 +59,16 @@ class ClusterStore(RedisStore):
 
     same_slot_events = False
 
-    def _connect(self) -> Any:
+    def _connect(self, *, max_connections: int) -> Any:
+        """A cluster client whose pool to each node holds ``max_connections`` at most."""
         parsed = parse_multi_host(self.url, default_port=6379, known_query=CLUSTER_QUERY)
         if parsed.path:
             raise ConfigError(VARIABLE, "redis+cluster:// takes no database or path")
         options = connection_options(self.timeout_s)
         options.pop("retry_on_error")  # the cluster client retries on topology errors itself
         return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in parsed.hosts],
-                            require_full_coverage=False, **options, **parsed.auth(),
-                            **parsed.ssl())
+                            require_full_coverage=False, max_connections=max_connections,
+                            **options, **parsed.auth(), **parsed.ssl())
 
     def _translate(self, exc: Exception) -> StoreError:
         """redis-py raises ``RedisClusterException`` (not a ``RedisError``) when no node
@@ -157,23 +160,27 @@ class ClusterStore(RedisStore):
     async def _records_for(self, keys: list[bytes]) -> list[Record]:
         if not keys:
             return []
-        raw = await self.client.mget_nonatomic(keys)
+        raw = await self.cold_client.mget_nonatomic(keys)
         return [Record.from_json(item) for item in raw if item is not None]
 
     def _shards(self) -> list[ClusterNode]:
-        """Primaries ordered by the first slot they serve: stable across a failover."""
+        """Primaries ordered by the first slot they serve: stable across a failover (of
+        the cold lane's client: listings and health run there)."""
         first_slot: dict[str, int] = {}
-        for slot, nodes in self.client.nodes_manager.slots_cache.items():
+        for slot, nodes in self.cold_client.nodes_manager.slots_cache.items():
             if nodes and nodes[0].name not in first_slot:
                 first_slot[nodes[0].name] = slot
-        primaries = [n for n in self.client.get_primaries() if n.name in first_slot]
+        primaries = [n for n in self.cold_client.get_primaries() if n.name in first_slot]
         return sorted(primaries, key=lambda n: first_slot[n.name])
+
+    def _check_cursor(self, cursor: str) -> None:
+        _decode_cluster_cursor(cursor)
 
     async def _scan(self, kind: str | None, cursor: str | None,
                     limit: int) -> tuple[list[Record], str | None]:
         """Page through each shard in turn; within a shard, exactly as standalone."""
         shard, scan_cursor, skip = _decode_cluster_cursor(cursor)
-        await self._ensure_initialized()
+        await self._ensure_initialized(self.cold_client)
         shards = self._shards()
         keys: list[bytes] = []
         while shard < len(shards) and len(keys) < limit:
@@ -194,11 +201,12 @@ class ClusterStore(RedisStore):
         next_cursor = f"{shard}.{scan_cursor}.0" if shard < len(shards) else None
         return await self._records_for(keys), next_cursor
 
-    async def _ensure_initialized(self) -> None:
+    async def _ensure_initialized(self, client: Any = None) -> None:
         """Node-level commands bypass the cluster client, so refresh its topology here
         when an earlier failure marked it stale."""
-        if self.client._initialize:
-            await self.client.initialize()
+        client = client or self.client
+        if client._initialize:
+            await client.initialize()
 
     # -- health ------------------------------------------------------------------------
 
@@ -206,6 +214,7 @@ class ClusterStore(RedisStore):
         """The first policy other than noeviction found on any primary (the topology is
         read first: this is the first call ``open`` makes)."""
         await self.client.initialize()
+        await self.cold_client.initialize()
         for node in self._shards():
             info = _as_dict(await node.execute_command("INFO", "memory"))
             policy = _text(info.get("maxmemory_policy", "unknown"))
@@ -215,9 +224,9 @@ class ClusterStore(RedisStore):
 
     async def _health(self) -> StoreHealth:
         """Cluster state, and per primary: persistence, replicas, eviction."""
-        cluster = await self.client.cluster_info()
+        cluster = await self.cold_client.cluster_info()
         state = _text(cluster.get("cluster_state", "unknown"))
-        await self._ensure_initialized()
+        await self._ensure_initialized(self.cold_client)
         shards = []
         warnings: list[str] = []
         for node in self._shards():
@@ -260,10 +269,14 @@ def _as_dict(info: Any) -> dict[Any, Any]:
     return dict(parse_info(info))  # type: ignore[no-untyped-call]
 
 
+#: ``shard.scan-cursor.skip``, ASCII digits; a SCAN cursor is unsigned 64-bit.
+CLUSTER_CURSOR_RE: Final = re.compile(r"([0-9]{1,4})\.([0-9]{1,20})\.([0-9]{1,9})", re.ASCII)
+
+
 def _decode_cluster_cursor(cursor: str | None) -> tuple[int, int, int]:
     if not cursor:
         return 0, 0, 0
-    parts = cursor.split(".")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts) or len(cursor) > 60:
+    match = CLUSTER_CURSOR_RE.fullmatch(cursor)
+    if match is None or int(match[2]) > U64_MAX:
         raise InvalidInput("cursor is not one this service returned", field="cursor")
-    return int(parts[0]), int(parts[1]), int(parts[2])
+    return int(match[1]), int(match[2]), int(match[3])

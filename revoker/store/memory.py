@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import bisect
 import heapq
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
 from revoker.errors import InvalidInput
-from revoker.model import Event, Record, merge, parse_stream_id
+from revoker.model import KINDS, Event, Record, merge, parse_stream_id
 from revoker.store.base import Store, StoreHealth, Upserted
 
 
@@ -81,6 +83,9 @@ class MemoryStore(Store):
         self._append("unrevoked", record, at)
         return record
 
+    def _check_cursor(self, cursor: str) -> None:
+        _decode_cursor(cursor)
+
     async def _scan(self, kind: str | None, cursor: str | None,
                     limit: int) -> tuple[list[Record], str | None]:
         self._purge()
@@ -135,12 +140,20 @@ def _encode_cursor(pair: tuple[str, str]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+#: URL-safe base64 without padding of ``kind:value`` (a value is at most 512 bytes).
+_CURSOR_RE = re.compile(r"[A-Za-z0-9_-]{4,1024}", re.ASCII)
+
+
 def _decode_cursor(cursor: str) -> tuple[str, str]:
+    bad = InvalidInput("cursor is not one this service returned", field="cursor")
+    if _CURSOR_RE.fullmatch(cursor) is None:
+        raise bad
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("cursor is not one this service returned", field="cursor") from None
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_",
+                               validate=True).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise bad from None
     kind, sep, value = raw.partition(":")
-    if not sep:
-        raise InvalidInput("cursor is not one this service returned", field="cursor")
+    if not sep or kind not in KINDS:
+        raise bad
     return kind, value

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -18,9 +19,16 @@ from redis import exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from revoker.errors import ConfigError, InvalidInput, NotDurable, StoreError, StoreUnavailable
+from revoker.errors import (
+    ConfigError,
+    InvalidInput,
+    NotDurable,
+    StoreBusy,
+    StoreError,
+    StoreUnavailable,
+)
 from revoker.model import KINDS, Event, Record, parse_stream_id
-from revoker.store.base import Store, StoreHealth, Upserted
+from revoker.store.base import COLD_POOL_SIZE, EventTail, Store, StoreHealth, Upserted
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +95,11 @@ UNAVAILABLE: Final = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingErro
                       rex.ReadOnlyError, rex.TryAgainError, rex.ClusterDownError)
 
 
+#: ``scan-cursor.skip``: SCAN cursors are unsigned 64-bit, a skip stays within one batch.
+SCAN_CURSOR_RE: Final = re.compile(r"([0-9]{1,20})\.([0-9]{1,9})", re.ASCII)
+U64_MAX: Final = 2**64 - 1
+
+
 def connection_options(timeout_s: float) -> dict[str, Any]:
     """A connect timeout and a short, bounded retry; no socket timeout.
 
@@ -115,19 +128,44 @@ class RedisStore(Store):
 
     def __init__(self, url: str, *, prefix: str, timeout_s: float, events_maxlen: int,
                  allow_eviction: bool = False, wait_replicas: int = 0,
-                 wait_timeout_s: float = 1.0) -> None:
-        super().__init__(prefix=prefix, timeout_s=timeout_s, events_maxlen=events_maxlen)
+                 wait_timeout_s: float = 1.0, pool_size: int = 64) -> None:
+        super().__init__(prefix=prefix, timeout_s=timeout_s, events_maxlen=events_maxlen,
+                         pool_size=pool_size, cold_pool_size=COLD_POOL_SIZE)
         self.url = url
         self.allow_eviction = allow_eviction
         self.wait_replicas = wait_replicas
         self.wait_timeout_s = wait_timeout_s
-        self.client: Any = self._connect()
+        #: The hot lane's pool: lookups, upserts, deletes and ``remember_once`` only.
+        self.client: Any = self._connect(max_connections=pool_size)
+        #: The cold lane's pool: listings, event pages, health and start-up checks.
+        self.cold_client: Any = self._connect(max_connections=COLD_POOL_SIZE)
         self.startup_warnings: list[str] = []
 
-    def _connect(self) -> Any:
-        return aioredis.Redis.from_url(self.url, **connection_options(self.timeout_s))
+    def _connect(self, *, max_connections: int) -> Any:
+        """A client with a pool of its own. The lanes keep concurrent use within
+        ``max_connections``, so the pool never has to refuse or queue a call itself."""
+        return aioredis.Redis.from_url(self.url, max_connections=max_connections,
+                                       **connection_options(self.timeout_s))
+
+    def open_tail(self) -> EventTail:
+        """A dedicated connection for the blocking XREAD (one per worker, see
+        ``revoker.store.feed``), taken from neither lane."""
+        client = self._connect(max_connections=1)
+
+        async def read(after: str, limit: int, block_ms: int) -> list[Event]:
+            reply = await client.xread({self.events_key: after}, count=limit,
+                                       block=max(block_ms, 1))
+            entries = reply[0][1] if reply else []
+            return [_event(entry_id, fields) for entry_id, fields in entries]
+
+        async def close() -> None:
+            await client.aclose()
+
+        return EventTail(self, read, close)
 
     def _translate(self, exc: Exception) -> StoreError:
+        if isinstance(exc, rex.MaxConnectionsError):  # local overload, not an outage
+            return StoreBusy("every store connection is in use")
         if isinstance(exc, UNAVAILABLE):
             return StoreUnavailable(f"redis unavailable: {type(exc).__name__}")
         if isinstance(exc, rex.RedisError):
@@ -137,23 +175,27 @@ class RedisStore(Store):
     async def open(self) -> None:
         """Refuse to run where Redis may silently evict revocations."""
         policy = await self._bounded(self._eviction_policy(), operation="open",
-                                     timeout_s=max(self.timeout_s, 2))
+                                     timeout_s=max(self.timeout_s, 2), lane=self.cold)
         if policy != "noeviction" and not self.allow_eviction:
             raise ConfigError(
                 "REVOKER_ALLOW_EVICTION",
                 f"Redis maxmemory-policy is {policy!r}: it may evict revocations silently; "
                 "set it to noeviction, or set REVOKER_ALLOW_EVICTION=true to accept the risk")
+        # The hot lane's first connection is made here, not by the first check.
+        await self._bounded(self.client.ping(), operation="open",
+                            timeout_s=max(self.timeout_s, 2), lane=self.hot)
         health = await self.health()
         self.startup_warnings = list(health.warnings)
         for warning in health.warnings:
             log.warning("%s", warning)
 
     async def _eviction_policy(self) -> str:
-        info = await self.client.info("memory")
+        info = await self.cold_client.info("memory")
         return _text(info.get("maxmemory_policy", "unknown"))
 
     async def close(self) -> None:
         await self.client.aclose()
+        await self.cold_client.aclose()
 
     # -- primitives --------------------------------------------------------------------
 
@@ -248,6 +290,9 @@ class RedisStore(Store):
     def _pattern(self, kind: str | None) -> str:
         return _glob_escape(self.prefix + (f"{kind}:" if kind else "")) + "*"
 
+    def _check_cursor(self, cursor: str) -> None:
+        _decode_scan_cursor(cursor)
+
     async def _scan(self, kind: str | None, cursor: str | None,
                     limit: int) -> tuple[list[Record], str | None]:
         """SCAN batches are sorted and resumed with an offset, so a page never exceeds
@@ -256,7 +301,7 @@ class RedisStore(Store):
         keys: list[bytes] = []
         next_cursor: str | None = None
         while True:
-            following, batch = await self.client.scan(scan_cursor, match=self._pattern(kind),
+            following, batch = await self.cold_client.scan(scan_cursor, match=self._pattern(kind),
                                                       count=SCAN_COUNT)
             batch = sorted(k for k in batch if self._is_record_key(k))[skip:]
             room = limit - len(keys)
@@ -281,30 +326,27 @@ class RedisStore(Store):
     async def _records_for(self, keys: list[bytes]) -> list[Record]:
         if not keys:
             return []
-        raw = await self.client.mget(keys)
+        raw = await self.cold_client.mget(keys)
         return [Record.from_json(item) for item in raw if item is not None]
 
     async def _events(self, after: str | None, limit: int, block_ms: int) -> list[Event]:
+        """A page read; blocking reads go through ``open_tail`` only."""
         start = after or "0-0"
         parse_stream_id(start)
-        if block_ms > 0:
-            reply = await self.client.xread({self.events_key: start}, count=limit, block=block_ms)
-            entries = reply[0][1] if reply else []
-        else:
-            entries = await self.client.xrange(self.events_key, min=f"({start}" if after else "-",
-                                               count=limit)
+        entries = await self.cold_client.xrange(self.events_key,
+                                                min=f"({start}" if after else "-", count=limit)
         return [_event(entry_id, fields) for entry_id, fields in entries]
 
     async def _last_event_id(self) -> str | None:
-        entries = await self.client.xrevrange(self.events_key, count=1)
+        entries = await self.cold_client.xrevrange(self.events_key, count=1)
         return _text(entries[0][0]) if entries else None
 
     async def _remember_once(self, key: str, expires_at: int) -> bool:
         return bool(await self.client.set(key, b"1", nx=True, exat=expires_at))
 
     async def _health(self) -> StoreHealth:
-        await self.client.ping()
-        info = await self.client.info()
+        await self.cold_client.ping()
+        info = await self.cold_client.info()
         detail, warnings = _describe(info)
         detail["rdb_save"] = await self._rdb_save_config()
         if detail["aof_enabled"] is False and not detail["rdb_save"]:
@@ -317,7 +359,7 @@ class RedisStore(Store):
 
     async def _rdb_save_config(self) -> str | None:
         try:
-            reply = await self.client.config_get("save")
+            reply = await self.cold_client.config_get("save")
         except rex.ResponseError:  # CONFIG may be disabled on managed Redis
             return None
         value = reply.get(b"save", reply.get("save", b""))
@@ -359,10 +401,10 @@ def _glob_escape(text: str) -> str:
 def _decode_scan_cursor(cursor: str | None) -> tuple[int, int]:
     if not cursor:
         return 0, 0
-    scan_part, _, skip_part = cursor.partition(".")
-    if not scan_part.isdigit() or not skip_part.isdigit() or len(cursor) > 40:
+    match = SCAN_CURSOR_RE.fullmatch(cursor)
+    if match is None or int(match[1]) > U64_MAX:
         raise InvalidInput("cursor is not one this service returned", field="cursor")
-    return int(scan_part), int(skip_part)
+    return int(match[1]), int(match[2])
 
 
 def _upserted(reply: list[Any]) -> list[Upserted]:

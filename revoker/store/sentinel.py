@@ -98,7 +98,22 @@ def _host_port(item: str, default_port: int) -> tuple[str, int]:
 class SentinelStore(RedisStore):
     """The primary named by the sentinels; the rest is :class:`RedisStore`."""
 
-    def _connect(self) -> Any:
+    #: One set of sentinel connections, shared by every pool of this store.
+    sentinel: Sentinel | None = None
+
+    def _connect(self, *, max_connections: int) -> Any:
+        """A client of the current primary with a pool of its own (one per lane, and one
+        for the event tail), all found through the same sentinels."""
+        if self.sentinel is None:
+            self._parsed = self._sentinels()
+        parsed, db = self._parsed
+        assert self.sentinel is not None
+        return self.sentinel.master_for(self.master_name, db=db,
+                                        max_connections=max_connections,
+                                        **connection_options(self.timeout_s),
+                                        **parsed.auth(), **parsed.ssl())
+
+    def _sentinels(self) -> tuple[MultiHostUrl, int]:
         parsed = parse_multi_host(self.url, default_port=26379)
         if not parsed.path:
             raise ConfigError(VARIABLE, "redis+sentinel:// needs the master name as its path")
@@ -114,12 +129,12 @@ class SentinelStore(RedisStore):
                            **sentinel_auth, **parsed.ssl()}
         self.sentinel = Sentinel(  # type: ignore[no-untyped-call]
             list(parsed.hosts), sentinel_kwargs=sentinel_kwargs)
-        return self.sentinel.master_for(self.master_name, db=int(db), **options,
-                                        **parsed.auth(), **parsed.ssl())
+        return parsed, int(db)
 
     async def close(self) -> None:
         await super().close()
-        await self.sentinel.aclose()
+        if self.sentinel is not None:
+            await self.sentinel.aclose()
 
     async def _health(self) -> StoreHealth:
         """The primary's own health, plus what the sentinels say about it."""
@@ -129,6 +144,7 @@ class SentinelStore(RedisStore):
         return health
 
     async def _sentinel_view(self) -> dict[str, Any]:
+        assert self.sentinel is not None
         host, port = await self.sentinel.discover_master(self.master_name)
         replicas = await self.sentinel.discover_replicas(self.master_name)
         return {"master_name": self.master_name, "primary": f"{host}:{port}",

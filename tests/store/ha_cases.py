@@ -185,8 +185,13 @@ class HaCases:
         """What the SSE stream relies on: a blocked read returns as soon as an event lands."""
         await ha_store.upsert(record("jti", "before"), at=1)
         last = await ha_store.last_event_id()
-        waiter = asyncio.create_task(ha_store.events(after=last, limit=10, block_ms=800))
-        await asyncio.sleep(0.1)
-        await ha_store.upsert(record("jti", "after"), at=2)
-        events = await waiter
-        assert [e.record.value for e in events] == ["after"]
+        assert last is not None
+        tail = ha_store.open_tail()
+        try:
+            waiter = asyncio.create_task(tail.read(after=last, limit=10, block_ms=800))
+            await asyncio.sleep(0.1)
+            await ha_store.upsert(record("jti", "after"), at=2)
+            events = await waiter
+            assert [e.record.value for e in events] == ["after"]
+        finally:
+            await tail.close()

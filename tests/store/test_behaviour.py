@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
-from revoker.errors import InvalidInput
+from revoker import metrics
+from revoker.errors import InvalidInput, StoreBusy
 from revoker.model import Claims, Lifetimes, Record, RevokeRequest
 from revoker.service import Revoker
 from revoker.store.base import Store
@@ -183,11 +186,15 @@ async def test_events_are_appended_for_revoke_and_unrevoke(store: Store) -> None
 async def test_blocking_event_read_wakes_on_append(store: Store) -> None:
     svc = service(store)
     last = await store.last_event_id()
-    reader = asyncio.create_task(store.events(after=last or "0-0", limit=10, block_ms=2000))
-    await asyncio.sleep(0.05)
-    await svc.revoke(RevokeRequest("jti", "wake"), actor=None)
-    events = await asyncio.wait_for(reader, 3)
-    assert [e.record.value for e in events] == ["wake"]
+    tail = store.open_tail()
+    try:
+        reader = asyncio.create_task(tail.read(after=last or "0-0", limit=10, block_ms=2000))
+        await asyncio.sleep(0.05)
+        await svc.revoke(RevokeRequest("jti", "wake"), actor=None)
+        events = await asyncio.wait_for(reader, 3)
+        assert [e.record.value for e in events] == ["wake"]
+    finally:
+        await tail.close()
 
 
 async def test_scan_pages_cover_every_record_once(store: Store) -> None:
@@ -228,3 +235,48 @@ async def test_get_many_keeps_order_and_gaps(store: Store) -> None:
     found = await store.get_many([("sid", "s1"), ("sid", "s2"), ("jti", "s2")])
     assert [None if r is None else r.value for r in found] == [None, "s2", None]
     assert isinstance(found[1], Record)
+
+
+BAD_CURSORS = ["99999999999999999999.0", "\u0661.0", "1.", ".1", "1.2.3.4", "%%%", "a" * 2000]
+
+
+@pytest.mark.parametrize("cursor", BAD_CURSORS)
+async def test_malformed_cursor_is_refused_before_any_store_call(store: Store,
+                                                                 cursor: str) -> None:
+    before = _scan_activity()
+    with pytest.raises(InvalidInput):
+        await store.scan(kind=None, cursor=cursor, limit=10)
+    assert _scan_activity() == before, "the cursor reached the store"
+
+
+def _scan_activity() -> tuple[float, float]:
+    """(scan calls timed, scan errors counted) so far in this process."""
+    metrics.flush()
+    labels = {"operation": "scan"}
+    return (REGISTRY.get_sample_value("revoker_store_operation_duration_seconds_count",
+                                      labels) or 0.0,
+            REGISTRY.get_sample_value("revoker_store_errors_total", labels) or 0.0)
+
+
+@pytest.mark.redis
+async def test_an_exhausted_hot_lane_is_busy_and_never_fails_open(redis_server: Any,
+                                                                  prefix: str) -> None:
+    store = RedisStore(redis_server.url, prefix=prefix, timeout_s=0.2, events_maxlen=100,
+                       pool_size=2)
+    await store.open()
+    try:
+        deadline = asyncio.get_running_loop().time() + 1
+        for _ in range(2):  # every hot connection held, as by checks stuck in flight
+            await store.hot.acquire(deadline)
+        with pytest.raises(StoreBusy):
+            await store.get("jti", "x")
+        svc = Revoker(store, lifetimes=Lifetimes(3600, 30), fail_mode="open")
+        with pytest.raises(StoreBusy):
+            await svc.check_jti("x")
+        assert (await store.events(after=None, limit=1)) is not None  # the cold lane works
+        assert (await store.health()).ok
+        store.hot.release()
+        assert await store.get("jti", "x") is None
+    finally:
+        store.hot.release()
+        await store.close()

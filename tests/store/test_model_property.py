@@ -49,7 +49,8 @@ class Model:
         """None: nothing the record could match is still valid, so nothing is stored."""
         cutoff = None
         if kind in CUTOFF_KINDS:
-            cutoff = self.now - (cutoff_age or 0)
+            # the default cutoff covers the whole current second (the contract)
+            cutoff = self.now + 1 if cutoff_age is None else self.now - cutoff_age
         bound = (cutoff if cutoff is not None else self.now) + LIFETIMES.horizon_s
         expires = bound if ttl is None else min(bound, self.now + ttl + LIFETIMES.leeway_s)
         if expires <= self.now:

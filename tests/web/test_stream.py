@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import ClientPayloadError, ClientResponse
 
+from revoker.web.state import SERVICE
 from revoker.web.stream import STREAM_OPTIONS
 from tests.web.conftest import ADMIN_KEY, CHECK_KEY, auth
 
@@ -155,3 +156,56 @@ async def test_slow_consumer_is_cut_off_and_can_resume(make_client):
     event = await next_event(again)
     assert event["data"]["record"]["value"].startswith("bulk-0-0-")
     again.close()
+
+
+async def test_history_joins_the_live_feed_without_gap_or_duplicate(client):
+    """Events written while a stream replays its history arrive once each, in order."""
+    for i in range(30):
+        await revoke(client, f"past-{i:02d}")
+    live = await client.get("/v1/events/stream", headers=auth(CHECK_KEY))  # starts the feed
+    await read_message(live)
+    resp = await client.get("/v1/events/stream?after=0", headers=auth(CHECK_KEY))
+    writer = asyncio.create_task(_revoke_all(client, [f"new-{i:02d}" for i in range(30)]))
+    got = [(await next_event(resp))["data"]["record"]["value"] for _ in range(60)]
+    await writer
+    assert got == [f"past-{i:02d}" for i in range(30)] + [f"new-{i:02d}" for i in range(30)]
+    resp.close()
+    live.close()
+
+
+async def _revoke_all(client: Any, values: list[str]) -> None:
+    for value in values:
+        await revoke(client, value)
+
+
+async def test_streams_beyond_the_bound_get_503_with_retry_after(make_client):
+    client = await make_client("memory://", REVOKER_MAX_STREAMS="1")
+    first = await client.get("/v1/events/stream", headers=auth(CHECK_KEY))
+    assert first.status == 200
+    await read_message(first)
+    second = await client.get("/v1/events/stream", headers=auth(CHECK_KEY))
+    assert second.status == 503
+    assert second.content_type == "application/problem+json"
+    assert int(second.headers["Retry-After"]) > 0
+    first.close()
+    deadline = time.monotonic() + 5
+    while True:  # the slot is freed once the server notices the client left
+        again = await client.get("/v1/events/stream", headers=auth(CHECK_KEY))
+        if again.status == 200:
+            again.close()
+            break
+        assert time.monotonic() < deadline, "a closed stream kept its slot"
+        await asyncio.sleep(0.05)
+
+
+async def test_every_stream_of_a_worker_shares_one_feed(client):
+    streams = [await client.get("/v1/events/stream", headers=auth(CHECK_KEY))
+               for _ in range(5)]
+    for resp in streams:
+        await read_message(resp)
+    feed = client.app[SERVICE].feed
+    assert feed.subscribers == 5
+    await revoke(client, "fanned-out")
+    for resp in streams:
+        assert (await next_event(resp))["data"]["record"]["value"] == "fanned-out"
+        resp.close()
