@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from revoker.errors import TokenError
 from revoker.model import is_valid_value
@@ -33,6 +33,17 @@ def numeric_date(payload: dict[str, Any], name: str) -> float | None:
     if not math.isfinite(number) or number < 0:
         raise TokenError("malformed token")
     return number
+
+
+#: The registered NumericDate claims of RFC 7519.
+DATE_CLAIMS: Final = ("exp", "nbf", "iat")
+
+
+def check_dates(payload: dict[str, Any]) -> None:
+    """Every NumericDate claim present is one: checked on every token the service reads,
+    before anything else reads a date from it (a revocation lookup reads ``iat``)."""
+    for name in DATE_CLAIMS:
+        numeric_date(payload, name)
 
 
 def audience_ok(aud: Any, accepted: frozenset[str]) -> bool:

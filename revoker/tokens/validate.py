@@ -30,7 +30,7 @@ from jwt.types import Options
 from revoker import metrics
 from revoker.errors import TokenError
 from revoker.model import Claims, claims_from_token, is_valid_value
-from revoker.tokens.claims import audience_ok, check_identifiers, numeric_date
+from revoker.tokens.claims import audience_ok, check_dates, check_identifiers, numeric_date
 from revoker.tokens.jwks import JwksKeys, KeySets
 from revoker.tokens.keys import KeyChain, KeySource, StaticKeys
 
@@ -67,7 +67,8 @@ def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
     Used only where the caller is already trusted with the ``revoke`` or ``check`` scope
     and merely names a token (``POST /v1/check``, ``POST /v1/revocations``), and to route
-    a signal to its claimed issuer's keys before verifying it.
+    a signal to its claimed issuer's keys before verifying it. Its NumericDates are
+    checked all the same: whoever reads the claims next must not meet ``10**400``.
     """
     check_size(token)
     try:
@@ -77,6 +78,7 @@ def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         raise TokenError("malformed token") from None
     if not isinstance(payload, dict):
         raise TokenError("malformed token")
+    check_dates(payload)
     return header, payload
 
 
@@ -255,6 +257,7 @@ class TokenValidator:
         if key is None:
             raise TokenError("unknown key")
         payload = self._decode(token, key, alg)
+        check_dates(payload)
         if check_claims:
             self._check_claims(payload)
         return Verified(header=header, payload=payload,
