@@ -153,8 +153,3 @@ async def _flush_forever() -> None:
     while True:
         await asyncio.sleep(FLUSH_INTERVAL_S)
         flush()
-JWKS_FETCHES = Counter("revoker_jwks_fetches", "JWKS reads by trigger (start, schedule, "
-                       "unknown_kid) and outcome (ok, error)", ["trigger", "outcome"])
-JWKS_REFETCHES_LIMITED = Counter("revoker_jwks_refetches_limited",
-                                 "Unknown kids refused without a JWKS read: the per-URL "
-                                 "minimum interval between such reads had not passed")

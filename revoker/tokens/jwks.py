@@ -31,7 +31,6 @@ from typing import Any, Final
 
 import aiohttp
 
-from revoker import metrics
 from revoker.tokens.keys import key_fits, parse_jwks, single_fitting, thumbprint
 
 log = logging.getLogger(__name__)
@@ -103,7 +102,6 @@ class JwksKeys:
             return None  # not started (or stopped): no loop to read on
         now = self.clock()
         if now - self._last_on_demand < self.min_refetch_s:
-            metrics.JWKS_REFETCHES_LIMITED.inc()
             return None
         self._last_on_demand = now
         return self._start_read("unknown_kid")
@@ -114,12 +112,11 @@ class JwksKeys:
         return self._inflight
 
     async def _read(self, trigger: str) -> bool:
+        log.debug("reading the JWKS from %s (%s)", self.url, trigger)
         try:
-            ok = await self.refresh()
+            return await self.refresh()
         finally:
             self._inflight = None
-        metrics.JWKS_FETCHES.labels(trigger=trigger, outcome="ok" if ok else "error").inc()
-        return ok
 
     async def start(self) -> None:
         """First read, bounded by the timeout; a failure is logged, not fatal."""
