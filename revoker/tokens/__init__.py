@@ -2,9 +2,10 @@
 
 Modelled on PyJWT's own split: key material (``keys``), JWKS fetching and caching
 (``jwks``), claim readers shared by every format (``claims``: one NumericDate parser),
-access-token validation (``validate``) and the claim rules of the signals identity
-providers send (``signals``: logout tokens and Security Event Tokens). Only PyJWT's
-public API is used. The names other modules import are re-exported here.
+reading a token before verifying it (``unverified``), access-token validation
+(``validate``) and, beside it, the claim rules of the signals identity providers send
+(``signals``: logout tokens and Security Event Tokens). Only PyJWT's public API is used.
+The names other modules import are re-exported here.
 """
 
 from revoker.tokens.claims import audience_ok, cutoff_after, identifier, numeric_date
@@ -27,17 +28,14 @@ from revoker.tokens.signals import (
     logout_token,
     security_event,
 )
+from revoker.tokens.unverified import MAX_TOKEN_BYTES, check_size, peek, read_header
 from revoker.tokens.validate import (
     ALWAYS_REQUIRED,
     LOOKUP_CLAIMS,
-    MAX_TOKEN_BYTES,
     REASONS,
     TokenValidator,
     Verified,
-    check_size,
     key_sets_from_settings,
-    peek,
-    read_header,
 )
 
 __all__ = [

@@ -14,10 +14,7 @@ and give one precise reason each.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -33,13 +30,13 @@ from revoker.model import Claims, claims_from_token, is_valid_value
 from revoker.tokens.claims import audience_ok, check_dates, check_identifiers, numeric_date
 from revoker.tokens.jwks import JwksKeys, KeySets
 from revoker.tokens.keys import KeyChain, KeySource, StaticKeys
+from revoker.tokens.unverified import check_size, read_header
 
 if TYPE_CHECKING:
     from revoker.config import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_TOKEN_BYTES: Final = 16 * 1024
 ALWAYS_REQUIRED: Final = ("exp", "jti")
 #: Claims that become revocation lookups: a present but unusable value could never match
 #: a revocation, so such a token is refused instead of silently unrevocable.
@@ -55,47 +52,6 @@ SIGNATURE_ONLY: Final[Options] = {
     "verify_aud": False, "verify_iss": False, "verify_sub": False, "verify_jti": False,
     "require": [],
 }
-
-
-def check_size(token: str) -> None:
-    if len(token) > MAX_TOKEN_BYTES:
-        raise TokenError("token too large", code="too_large")
-
-
-def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Header and claims of a token *without* validating it.
-
-    Used only where the caller is already trusted with the ``revoke`` or ``check`` scope
-    and merely names a token (``POST /v1/check``, ``POST /v1/revocations``), and to route
-    a signal to its claimed issuer's keys before verifying it. Its NumericDates are
-    checked all the same: whoever reads the claims next must not meet ``10**400``.
-    """
-    check_size(token)
-    try:
-        header = jwt.get_unverified_header(token)
-        payload = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        raise TokenError("malformed token") from None
-    if not isinstance(payload, dict):
-        raise TokenError("malformed token")
-    check_dates(payload)
-    return header, payload
-
-
-def read_header(token: str) -> dict[str, Any]:
-    """The JOSE header of a compact JWS, read without PyJWT (it parses it again when it
-    verifies): three segments, the first a base64url JSON object whose ``kid``, when
-    present, is a string (as PyJWT requires of a header it reads)."""
-    segment, dot, rest = token.partition(".")
-    if not dot or rest.count(".") != 1:
-        raise TokenError("malformed token")
-    try:
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error, RecursionError):
-        raise TokenError("malformed token") from None
-    if not isinstance(header, dict) or not isinstance(header.get("kid", ""), str):
-        raise TokenError("malformed token")
-    return header
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +106,12 @@ class TokenValidator:
         JWKS (the trusted issuers) takes its keys from, so one URL has one cache."""
         key_sets = key_sets or key_sets_from_settings(settings)
         sources: list[KeySource] = []
-        if settings.jwks_url:
-            sources.append(key_sets.for_url(settings.jwks_url))
+        # Files first: a kid they know never sends the JWKS looking for it.
         if settings.jwt_public_keys or settings.jwt_secret:
             sources.append(StaticKeys(secret=settings.jwt_secret,
                                       public_keys=settings.jwt_public_keys))
+        if settings.jwks_url:
+            sources.append(key_sets.for_url(settings.jwks_url))
         keys: KeySource = sources[0] if len(sources) == 1 else KeyChain(sources)
         return cls(keys, algorithms=settings.jwt_algorithms, issuer=settings.jwt_issuer,
                    audience=settings.jwt_audience, leeway_s=settings.leeway_s,
