@@ -688,3 +688,20 @@ def test_set_age_is_bounded_by_the_max_token_lifetime() -> None:
         == NOW - 3630
     with pytest.raises(TokenError, match="issued too long ago"):
         security_event({}, {**payload, "iat": NOW - 3631}, rules=RULES, now=NOW)
+
+
+async def test_a_kid_from_the_key_files_never_sends_the_jwks_looking(
+        jwks_server: JwksServer, pem_dir: Path, keyset: KeySet) -> None:
+    settings = Settings.from_env({"REVOKER_JWT_PUBLIC_KEYS": str(pem_dir),
+                                  "REVOKER_JWKS_URL": jwks_server.url,
+                                  "REVOKER_JWKS_MIN_REFETCH_INTERVAL": "0",
+                                  "REVOKER_JWT_ISSUER": ISSUER,
+                                  "REVOKER_JWT_AUDIENCE": AUDIENCE})
+    validator = TokenValidator.from_settings(settings)
+    try:
+        await validator.start()
+        for _ in range(3):
+            assert await validator.validate_waiting(keyset.token("ES256"))
+        assert jwks_server.fetches == 1
+    finally:
+        await validator.stop()
