@@ -15,16 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp.test_utils import TestClient
 
+from revoker.config import Settings
+from revoker.web.app import create_app
 from tests import idp as fx
 from tests.idp import IDP, RP_CLIENT, Issuers, logout_claims, signed, signed_raw
 from tests.jwks_server import JwksServer
 from tests.jwt_factory import AUDIENCE, ISSUER, claims, jwk, rsa_key, sign
+from tests.lane_server import LaneTestServer
+from tests.redis_proc import free_port
 from tests.web import conftest as web_fx
 from tests.web.conftest import ADMIN_KEY, CHECK_KEY, auth, stored
 
@@ -262,3 +271,86 @@ async def test_absurd_exp_in_a_logout_token_is_400(make_client: Any, issuers: Is
     assert resp.status == 400, await resp.text()
     assert await nothing_stored(client)
 
+
+
+# -- a real OpenID provider --------------------------------------------------------------------
+
+PROVIDER_DIR = Path(__file__).resolve().parents[1] / "oidc_provider"
+NODE = shutil.which("node")
+
+
+class RealProvider:
+    """``tests/oidc_provider/provider.mjs`` (the oidc-provider package) on a free port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, kid: str, backchannel_uri: str) -> None:
+        assert NODE is not None
+        self.process = await asyncio.create_subprocess_exec(
+            NODE, "provider.mjs", str(self.port), kid, backchannel_uri, cwd=PROVIDER_DIR,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout=30)
+        assert line.strip() == b"ready", "the OpenID provider did not start"
+
+    async def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            await asyncio.wait_for(self.process.wait(), timeout=10)
+            self.process = None
+
+    async def logout(self, sub: str, sid: str) -> dict[str, Any]:
+        """The provider sends its logout token for (sub, sid), as end_session does."""
+        async with aiohttp.ClientSession() as session, session.post(
+                f"{self.issuer}/test/backchannel-logout", data={"sub": sub, "sid": sid}) as resp:
+            return dict(await resp.json())
+
+
+@pytest.fixture
+async def revoker_on(prefix: str) -> AsyncIterator[Callable[..., Awaitable[TestClient[Any, Any]]]]:
+    """``await revoker_on(port, **env)``: the app on a port chosen in advance, so that an
+    identity provider started first can be told where to send its logouts."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def start(port: int, **env: str) -> TestClient[Any, Any]:
+        settings = Settings.from_env({"REVOKER_API_KEYS": web_fx.KEYS_ENV,
+                                      "REVOKER_KEY_PREFIX": prefix,
+                                      "REVOKER_ACCESS_LOG": "false", **env})
+        client = TestClient(LaneTestServer(create_app(settings), port=port))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        await client.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(NODE is None or not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir(),
+                    reason="needs node and `npm ci` in tests/oidc_provider")
+async def test_real_provider_restarted_with_a_new_key_logs_out_at_once(
+        revoker_on: Callable[..., Awaitable[TestClient[Any, Any]]]) -> None:
+    """oidc-provider signs its own logout tokens. Restarted with a new signing key, its very
+    first logout is accepted (it never retries) and revokes that session only."""
+    provider, port = RealProvider(), free_port()
+    backchannel_uri = f"http://127.0.0.1:{port}{LOGOUT}"
+    try:
+        await provider.start("k-1", backchannel_uri)
+        client = await revoker_on(port, REVOKER_OIDC_AUDIENCE="revoker-rp",
+                                  REVOKER_OIDC_ISSUERS=f"{provider.issuer}={provider.issuer}/jwks")
+        assert await provider.logout("alice", "session-1") == {"ok": True}
+        assert await stored(client, "sid", "session-1") is not None
+        await provider.stop()
+        await provider.start("k-2", backchannel_uri)  # the same issuer, a new signing key
+        assert await provider.logout("alice", "session-2") == {"ok": True}
+        assert await stored(client, "sid", "session-2") is not None
+        assert await stored(client, "sub", "alice") is None
+    finally:
+        await provider.stop()
