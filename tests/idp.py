@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 import pytest
 
 from tests.jwks_server import JwksServer
-from tests.jwt_factory import KeySet, pooled_rsa, sign
+from tests.jwt_factory import KeySet, jwk, pooled_rsa, sign
 
 IDP = "https://idp.example.test/realms/main"
 OTHER_IDP = "https://other-idp.example.test"
@@ -26,6 +27,13 @@ class Issuers:
     other: KeySet
     main_jwks: JwksServer
     other_jwks: JwksServer
+
+    def rotate_main(self, kid: str = "rotated-1") -> tuple[str, Any]:
+        """The main issuer restarts with a new signing key: its JWKS now lists only that
+        key. Returns (kid, private key) to sign with."""
+        new_key = pooled_rsa(2)
+        self.main_jwks.jwks = {"keys": [jwk(new_key, kid, "RS256")]}
+        return kid, new_key
 
     @property
     def env(self) -> dict[str, str]:
@@ -55,6 +63,13 @@ def logout_claims(**overrides: Any) -> dict[str, Any]:
         "events": {LOGOUT_EVENT: {}}}
     payload.update(overrides)
     return {k: v for k, v in payload.items() if v is not None}
+
+
+def signed_raw(key: Any, kid: str, payload_json: str, *, typ: str = "logout+jwt") -> str:
+    """A token over exactly these payload bytes (numbers JSON allows but Python would not
+    write, such as ``1e309``), signed RS256 by ``key``."""
+    return jwt.PyJWS().encode(payload_json.encode(), key, algorithm="RS256",
+                              headers={"kid": kid, "typ": typ})
 
 
 def signed(keys: KeySet, payload: dict[str, Any], *, alg: str = "RS256",

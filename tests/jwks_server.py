@@ -1,8 +1,9 @@
-"""A tiny identity provider: serves a JWKS document that tests change (rotation) or take
-down (outage), on a free local port, and counts fetches."""
+"""A tiny identity provider: serves a JWKS document that tests change (rotation), take
+down (outage) or slow down, on a free local port, and counts fetches."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +14,8 @@ class JwksServer:
     def __init__(self, jwks: dict[str, Any]) -> None:
         self.jwks = jwks
         self.down = False
+        #: seconds each answer is held back: an identity provider that hangs
+        self.delay_s = 0.0
         self.fetches = 0
         app = web.Application()
         app.router.add_get("/jwks.json", self._serve)
@@ -20,6 +23,8 @@ class JwksServer:
 
     async def _serve(self, request: web.Request) -> web.Response:
         self.fetches += 1
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if self.down:
             return web.Response(status=503, text="down")
         return web.json_response(self.jwks)

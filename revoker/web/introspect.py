@@ -18,6 +18,7 @@ from revoker.web.auth import oauth_client, require
 from revoker.web.authz import validate_and_check
 from revoker.web.jsonio import respond
 from revoker.web.problem import problem
+from revoker.web.state import VALIDATOR
 
 routes = web.RouteTableDef()
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
@@ -55,6 +56,9 @@ async def introspect(request: web.Request) -> web.Response:
     if not isinstance(token, str) or not token:
         return problem(400, "the form field 'token' is required", error="invalid_request")
     try:
+        # A kid not seen yet waits for the keys to be read again (a resource server asks
+        # once); the check below then finds the token in the verified cache.
+        await request.app[VALIDATOR].validate_waiting(token)
         verified, degraded = await validate_and_check(request, token)
     except TokenError:
         return respond({"active": False}, headers=NO_STORE)

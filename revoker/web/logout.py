@@ -16,7 +16,7 @@ from aiohttp import web
 from revoker.errors import InvalidInput, TokenError
 from revoker.model import RevokeRequest
 from revoker.web.authz import bearer_token, refuse, validate_and_check
-from revoker.web.state import SERVICE
+from revoker.web.state import SERVICE, VALIDATOR
 
 routes = web.RouteTableDef()
 TRUE: Final = frozenset({"true", "1", "yes"})
@@ -34,7 +34,11 @@ def everywhere(request: web.Request) -> bool:
 async def logout(request: web.Request) -> web.Response:
     all_sessions = everywhere(request)
     try:
-        verified, _ = await validate_and_check(request, bearer_token(request))
+        token = bearer_token(request)
+        # A kid not seen yet waits for the keys to be read again: a user logging out with
+        # a token from a just-rotated key must not be told their token is unknown.
+        await request.app[VALIDATOR].validate_waiting(token)
+        verified, _ = await validate_and_check(request, token)
     except TokenError as exc:
         return refuse(exc.reason)
     claims = verified.claims

@@ -77,7 +77,7 @@ async def revoke(request: web.Request) -> web.Response:
         return oauth_error(400, "invalid_request", "the form field 'token' is required")
     hint = form.get("token_type_hint")
     try:
-        verified = request.app[VALIDATOR].validate(token)
+        verified = await request.app[VALIDATOR].validate_waiting(token)
     except TokenError as exc:
         log.info("revocation of an unacceptable token by %s ignored: %s", client_id,
                  exc.reason)

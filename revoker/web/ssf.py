@@ -7,9 +7,12 @@ The body is one SET (``application/secevent+jwt``) signed by a trusted transmitt
   user revokes that ``sub``.
 - RISC ``account-disabled`` and ``credential-compromise``: the user's ``sub`` is revoked.
 
-A ``sub`` is revoked with cutoff = the SET's ``iat`` (when the transmitter spoke, at or
-after the event), never "now": applying the same SET twice (a retry after a lost
-response, or a replay) then changes nothing, so no replay state is needed.
+A ``sub`` is revoked with cutoff = the SET's ``iat`` + 1 (every token issued up to when
+the transmitter spoke, at or after the event, including earlier in that second), never
+"now": applying the same SET twice (a retry after a lost response, or a replay) then
+changes nothing, so no replay state is needed. A SET older than the max token lifetime
+(plus leeway) is refused: nothing it could revoke is still valid. A kid the transmitter's
+cached JWKS does not know makes the request wait (bounded) for an immediate key read.
 
 Subjects (RFC 9493), in the event's ``subject`` member or the SET's ``sub_id`` claim:
 ``iss_sub`` (sub; its iss must be the transmitter or ``REVOKER_JWT_ISSUER``), ``opaque``
@@ -28,7 +31,8 @@ from aiohttp import web
 
 from revoker.errors import InvalidInput, TokenError
 from revoker.model import RevokeRequest, is_valid_value
-from revoker.web.idp import TRUSTED, TrustedIssuers, ensure, number
+from revoker.tokens import SecurityEvent, cutoff_after, security_event
+from revoker.web.idp import TRUSTED, TrustedIssuers, ensure
 from revoker.web.state import SERVICE, SETTINGS
 
 routes = web.RouteTableDef()
@@ -37,8 +41,10 @@ CAEP: Final = "https://schemas.openid.net/secevent/caep/event-type/"
 RISC: Final = "https://schemas.openid.net/secevent/risc/event-type/"
 SESSION_REVOKED: Final = CAEP + "session-revoked"
 ACCOUNT_EVENTS: Final = (RISC + "account-disabled", RISC + "credential-compromise")
-ACCEPTED_TYP: Final = frozenset({"secevent+jwt", "application/secevent+jwt"})
-KEY_ERRORS: Final = frozenset({"unknown key", "bad signature", "algorithm not allowed"})
+#: TokenError reason -> RFC 8935 section 2.4 error code; any other is invalid_request.
+ERROR_CODES: Final = {"untrusted issuer": "invalid_issuer", "unknown key": "invalid_key",
+                      "bad signature": "invalid_key", "algorithm not allowed": "invalid_key",
+                      "wrong audience": "invalid_audience"}
 
 
 def setup(app: web.Application) -> None:
@@ -64,33 +70,15 @@ def refuse(exc: SetError) -> web.Response:
     return web.json_response({"err": exc.err, "description": exc.description}, status=400)
 
 
-def verify_set(token: str, trusted: TrustedIssuers, *, now: float) -> dict[str, Any]:
-    """Signature, issuer, audience, typ and times; the verified payload or SetError."""
+async def verify_set(token: str, trusted: TrustedIssuers, *, now: float) -> SecurityEvent:
+    """Signature, issuer, then the RFC 8417 claim rules (``revoker.tokens.signals``);
+    each refusal becomes the RFC 8935 error code that names its cause."""
     try:
-        verified = trusted.verify(token)
+        verified = await trusted.verify(token)
+        return security_event(verified.header, verified.payload, rules=trusted.rules,
+                              now=now)
     except TokenError as exc:
-        if exc.reason == "untrusted issuer":
-            raise SetError("invalid_issuer", "the SET issuer is not trusted") from None
-        code = "invalid_key" if exc.reason in KEY_ERRORS else "invalid_request"
-        raise SetError(code, exc.reason) from None
-    typ = verified.header.get("typ")
-    if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYP):
-        raise SetError("invalid_request", "typ is not secevent+jwt")
-    payload = verified.payload
-    if not trusted.audience_ok(payload.get("aud")):
-        raise SetError("invalid_audience", "aud names none of our audiences")
-    try:
-        iat, exp = number(payload, "iat"), number(payload, "exp")
-    except TokenError:
-        raise SetError("invalid_request", "iat/exp must be NumericDates") from None
-    if iat is None or not isinstance(payload.get("jti"), str) \
-            or not isinstance(payload.get("events"), dict):
-        raise SetError("invalid_request", "a SET needs iat, jti and events (RFC 8417)")
-    if iat > now + trusted.leeway_s:
-        raise SetError("invalid_request", "issued in the future")
-    if exp is not None and exp <= now - trusted.leeway_s:
-        raise SetError("invalid_request", "expired")
-    return payload
+        raise SetError(ERROR_CODES.get(exc.reason, "invalid_request"), exc.reason) from None
 
 
 def subject_of(event: Any, payload: dict[str, Any], *, session_event: bool,
@@ -134,11 +122,12 @@ def _value(subject: dict[str, Any], name: str) -> str:
     return value
 
 
-def revocations(payload: dict[str, Any], *, now: float, issuers: frozenset[str]
+def revocations(signal: SecurityEvent, *, now: float, issuers: frozenset[str]
                 ) -> list[RevokeRequest]:
-    cutoff = min(int(payload["iat"]), int(now))
+    cutoff = cutoff_after(signal.iat, now=now)
+    payload = signal.payload
     wanted: list[RevokeRequest] = []
-    for event_type, event in payload["events"].items():
+    for event_type, event in signal.events.items():
         if event_type not in ACCOUNT_EVENTS and event_type != SESSION_REVOKED:
             continue
         session_event = event_type == SESSION_REVOKED
@@ -172,11 +161,11 @@ async def _receive(request: web.Request) -> web.Response:
         raise SetError("invalid_request", "the body is not a compact JWS") from None
     service, trusted = request.app[SERVICE], request.app[TRUSTED]
     now = service.clock()
-    payload = verify_set(token, trusted, now=now)
-    issuer = str(payload["iss"])
+    signal = await verify_set(token, trusted, now=now)
+    issuer = signal.issuer
     settings = request.app[SETTINGS]
     issuers = frozenset(i for i in (issuer, settings.jwt_issuer) if i)
-    wanted = revocations(payload, now=now, issuers=issuers)
+    wanted = revocations(signal, now=now, issuers=issuers)
     if wanted:
         outcomes = await service.revoke_many(wanted, actor="ssf:" + issuer[:200], source="ssf")
         bad = [o for o in outcomes if isinstance(o, InvalidInput)]

@@ -20,16 +20,34 @@ from revoker.errors import ConfigError, TokenError
 from revoker.tokens import (
     REASONS,
     JwksKeys,
+    KeySets,
+    SignalRules,
     StaticKeys,
     TokenValidator,
+    cutoff_after,
     key_fits,
+    logout_token,
+    numeric_date,
     parse_jwks,
     peek,
+    read_header,
+    security_event,
     thumbprint,
 )
 from tests.conftest import FakeClock
 from tests.jwks_server import JwksServer
-from tests.jwt_factory import AUDIENCE, HS_SECRET, ISSUER, KeySet, b64json, jwk, pem, pooled_rsa
+from tests.jwt_factory import (
+    AUDIENCE,
+    HS_SECRET,
+    ISSUER,
+    KeySet,
+    b64json,
+    claims,
+    jwk,
+    pem,
+    pooled_rsa,
+    sign,
+)
 from tests.redis_proc import free_port
 
 MAX_LIFETIME = 3600
@@ -194,6 +212,9 @@ class CountingKeys:
     def get(self, kid: str | None, alg: str) -> Any | None:
         self.calls += 1
         return self.inner.get(kid, alg)
+
+    async def refetch(self) -> bool:
+        return await self.inner.refetch()
 
 
 def test_repeated_token_is_verified_once(pem_dir: Path, keyset: KeySet,
@@ -452,3 +473,235 @@ async def test_no_keys_warns_at_start_not_at_construction(
     await validator.stop()
     assert "no JWT keys configured" in caplog.text
     assert reason_of(validator, KeySet().token()) == "unknown key"
+
+
+# -- one NumericDate parser, one header reader ---------------------------------------------
+
+@pytest.mark.parametrize("value", [10**400, float("inf"), float("-inf"), float("nan"), -1,
+                                   -0.5, "1700000000", True, False, [1], {}])
+def test_absurd_numeric_dates_are_malformed(value: Any) -> None:
+    with pytest.raises(TokenError) as caught:
+        numeric_date({"iat": value}, "iat")
+    assert caught.value.reason == "malformed token"
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, None), (0, 0.0), (1_700_000_000, 1.7e9),
+                                                 (1_700_000_000.5, 1_700_000_000.5)])
+def test_numeric_dates(value: Any, expected: float | None) -> None:
+    assert numeric_date({"iat": value} if value is not None else {}, "iat") == expected
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+def test_validator_refuses_a_huge_date_in_any_date_claim(validator: TokenValidator,
+                                                         keyset: KeySet, clock: FakeClock,
+                                                         claim: str) -> None:
+    assert reason_of(validator, keyset.token(now=clock.now, **{claim: 10**400})) \
+        == "malformed token"
+
+
+def test_peek_refuses_absurd_dates(keyset: KeySet) -> None:
+    with pytest.raises(TokenError):
+        peek(keyset.token(iat=10**400))
+
+
+@pytest.mark.parametrize("token", ["", "abc", "a.b", "a.b.c.d", "!!!.e30.x",
+                                   f"{b64json([1])}.e30.x", f"{b64json({'kid': 7})}.e30.x",
+                                   "e30.e30.e30.e30"])
+def test_read_header_refuses_what_is_not_a_compact_jws(token: str) -> None:
+    with pytest.raises(TokenError) as caught:
+        read_header(token)
+    assert caught.value.reason == "malformed token"
+
+
+def test_read_header_reads_what_pyjwt_reads(keyset: KeySet) -> None:
+    token = keyset.token("ES256", headers={"typ": "at+jwt"})
+    assert read_header(token) == peek(token)[0]
+
+
+def test_cutoff_covers_the_signal_second_and_never_passes_the_current_one() -> None:
+    assert cutoff_after(1000.0, now=2000.4) == 1001
+    assert cutoff_after(1000.7, now=2000.4) == 1001
+    assert cutoff_after(2010.0, now=2000.4) == 2001  # iat within leeway in the future
+
+
+# -- JWKS: refetch on unknown kid, shared, bounded, rate-limited ---------------------------
+
+@pytest.fixture
+async def jwks_server() -> Any:
+    server = await JwksServer({"keys": [jwk(pooled_rsa(0), "old", "RS256")]}).start()
+    yield server
+    await server.stop()
+
+
+async def test_refetch_reads_a_rotated_key_at_once(jwks_server: JwksServer) -> None:
+    keys = JwksKeys(jwks_server.url, refresh_s=3600, min_refetch_s=60)
+    try:
+        await keys.start()
+        jwks_server.jwks = {"keys": [jwk(pooled_rsa(1), "new", "RS256")]}
+        assert await keys.refetch() is True
+        assert keys.get("new", "RS256") is not None
+        assert jwks_server.fetches == 2
+    finally:
+        await keys.stop()
+
+
+async def test_concurrent_unknown_kids_share_one_read(jwks_server: JwksServer) -> None:
+    keys = JwksKeys(jwks_server.url, refresh_s=3600, min_refetch_s=0)
+    try:
+        await keys.start()
+        jwks_server.delay_s = 0.2
+        results = await asyncio.gather(*(keys.refetch() for _ in range(20)))
+        assert all(results)
+        assert jwks_server.fetches == 2
+    finally:
+        await keys.stop()
+
+
+async def test_unknown_kid_reads_are_rate_limited_per_key_set(jwks_server: JwksServer) -> None:
+    clock = FakeClock(0.0)
+    keys = JwksKeys(jwks_server.url, refresh_s=3600, min_refetch_s=5, clock=clock)
+    try:
+        await keys.start()
+        assert await keys.refetch() is True
+        clock.advance(4.9)
+        assert await keys.refetch() is False  # answered at once, nothing read
+        assert keys.get("random", "RS256") is None
+        assert jwks_server.fetches == 2
+        clock.advance(0.1)
+        assert await keys.refetch() is True
+        assert jwks_server.fetches == 3
+    finally:
+        await keys.stop()
+
+
+async def test_scheduled_reads_leave_the_unknown_kid_budget_alone(
+        jwks_server: JwksServer) -> None:
+    """A key rotated just after a scheduled read is still found by its first token."""
+    clock = FakeClock(0.0)
+    keys = JwksKeys(jwks_server.url, refresh_s=0.05, min_refetch_s=5, clock=clock)
+    try:
+        await keys.start()
+        await wait_for(lambda: jwks_server.fetches >= 3)
+        assert await keys.refetch() is True
+    finally:
+        await keys.stop()
+
+
+async def test_refetch_wait_is_bounded(jwks_server: JwksServer) -> None:
+    keys = JwksKeys(jwks_server.url, refresh_s=3600, min_refetch_s=0, refetch_wait_s=0.1)
+    try:
+        await keys.start()
+        jwks_server.delay_s = 2.0
+        started = time.monotonic()
+        assert await keys.refetch() is False
+        assert time.monotonic() - started < 1.0
+    finally:
+        await keys.stop()
+
+
+async def test_refetch_before_start_reads_nothing(jwks_server: JwksServer) -> None:
+    keys = JwksKeys(jwks_server.url, refresh_s=3600)
+    assert await keys.refetch() is False
+    assert jwks_server.fetches == 0
+
+
+async def test_one_key_set_per_url_started_until_the_last_owner_stops(
+        jwks_server: JwksServer) -> None:
+    key_sets = KeySets(refresh_s=3600, min_refetch_s=5, refetch_wait_s=1)
+    first = key_sets.for_url(jwks_server.url)
+    assert key_sets.for_url(jwks_server.url) is first and len(key_sets) == 1
+    await key_sets.start()
+    await key_sets.start()
+    assert jwks_server.fetches == 1
+    await key_sets.stop()
+    assert await first.refetch() is True  # still running for the other owner
+    await key_sets.stop()
+    assert await first.refetch() is False
+
+
+async def test_validate_waiting_accepts_the_first_token_of_a_rotated_key(
+        jwks_server: JwksServer, keyset: KeySet) -> None:
+    keys = JwksKeys(jwks_server.url, refresh_s=3600, min_refetch_s=60)
+    clock = FakeClock(time.time())
+    validator = make_validator(keys, clock)
+    try:
+        await validator.start()
+        new = pooled_rsa(1)
+        jwks_server.jwks = {"keys": [jwk(new, "new", "RS256")]}
+        token = sign(new, "RS256", claims(clock.now), kid="new")
+        assert (await validator.validate_waiting(token)).claims.kid == "new"
+        with pytest.raises(TokenError):  # rate-limited now: refused at once
+            await validator.validate_waiting(sign(new, "RS256", claims(clock.now), kid="x"))
+    finally:
+        await validator.stop()
+
+
+# -- signal claim rules ------------------------------------------------------------------------
+
+RULES = SignalRules(audience=frozenset({"rp"}), leeway_s=30, max_lifetime_s=3600,
+                    logout_max_age_s=120)
+NOW = 1_764_340_000.0
+EVENT = {"http://schemas.openid.net/event/backchannel-logout": {}}
+
+
+def logout_payload(**overrides: Any) -> dict[str, Any]:
+    payload = {"iss": "idp", "aud": "rp", "iat": NOW, "jti": "j", "sid": "s", "events": EVENT}
+    payload.update(overrides)
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+@pytest.mark.parametrize(("overrides", "reason"), [
+    ({"iat": NOW - 151}, "issued too long ago"),
+    ({"iat": NOW + 31}, "issued in the future"),
+    ({"iat": 10**400}, "malformed token"),
+    ({"iat": None}, "missing claim: iat"),
+    ({"exp": NOW - 30}, "expired"),
+    ({"aud": "other"}, "wrong audience"),
+    ({"jti": None}, "missing claim: jti"),
+    ({"sid": None}, "neither sub nor sid"),
+    ({"nonce": "n"}, "nonce is not allowed"),
+])
+def test_logout_token_rules(overrides: dict[str, Any], reason: str) -> None:
+    with pytest.raises(TokenError) as caught:
+        logout_token({}, logout_payload(**overrides), rules=RULES, now=NOW)
+    assert caught.value.reason == reason
+
+
+def test_logout_max_age_never_exceeds_the_max_token_lifetime() -> None:
+    rules = SignalRules(audience=frozenset({"rp"}), leeway_s=30, max_lifetime_s=60,
+                        logout_max_age_s=86400)
+    assert logout_token({}, logout_payload(iat=NOW - 90), rules=rules, now=NOW)
+    with pytest.raises(TokenError, match="issued too long ago"):
+        logout_token({}, logout_payload(iat=NOW - 91), rules=rules, now=NOW)
+
+
+def test_logout_jti_is_remembered_while_the_token_could_pass() -> None:
+    token = logout_token({}, logout_payload(), rules=RULES, now=NOW)
+    assert token.acceptable_until == int(NOW) + 120 + 30 + 1
+    token = logout_token({}, logout_payload(exp=NOW + 10), rules=RULES, now=NOW)
+    assert token.acceptable_until == int(NOW) + 10 + 30 + 1
+
+
+def test_set_age_is_bounded_by_the_max_token_lifetime() -> None:
+    payload = {"iss": "idp", "aud": "rp", "jti": "j", "events": {}}
+    assert security_event({}, {**payload, "iat": NOW - 3630}, rules=RULES, now=NOW).iat \
+        == NOW - 3630
+    with pytest.raises(TokenError, match="issued too long ago"):
+        security_event({}, {**payload, "iat": NOW - 3631}, rules=RULES, now=NOW)
+
+
+async def test_a_kid_from_the_key_files_never_sends_the_jwks_looking(
+        jwks_server: JwksServer, pem_dir: Path, keyset: KeySet) -> None:
+    settings = Settings.from_env({"REVOKER_JWT_PUBLIC_KEYS": str(pem_dir),
+                                  "REVOKER_JWKS_URL": jwks_server.url,
+                                  "REVOKER_JWKS_MIN_REFETCH_INTERVAL": "0",
+                                  "REVOKER_JWT_ISSUER": ISSUER,
+                                  "REVOKER_JWT_AUDIENCE": AUDIENCE})
+    validator = TokenValidator.from_settings(settings)
+    try:
+        await validator.start()
+        for _ in range(3):
+            assert await validator.validate_waiting(keyset.token("ES256"))
+        assert jwks_server.fetches == 1
+    finally:
+        await validator.stop()
