@@ -225,7 +225,13 @@ def _usable(value: Any) -> str | None:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite NumericDate; an integer too large for a float (``10**400``) is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def matching(claims: Claims, found: list[Record | None]) -> list[Record]:

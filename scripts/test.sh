@@ -12,6 +12,9 @@ need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need_apt[*]}"
@@ -34,6 +37,11 @@ fi
 echo "==> installing revoker and its dev dependencies"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+
+if [ ! -d tests/oidc_provider/node_modules ]; then
+  echo "==> installing the OpenID provider used by the back-channel logout tests"
+  (cd tests/oidc_provider && npm ci --silent --no-audit --no-fund)
+fi
 
 echo "==> ruff"
 .venv/bin/ruff check .

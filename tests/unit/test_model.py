@@ -119,3 +119,8 @@ def test_bad_stream_ids(text: str) -> None:
 def test_stream_ids() -> None:
     assert parse_stream_id("5") == (5, 0)
     assert parse_stream_id("5-7") == (5, 7)
+
+
+@pytest.mark.parametrize("iat", [10**400, -(10**400), float("inf"), float("nan"), "1", None])
+def test_an_unusable_iat_is_no_iat(iat: object) -> None:
+    assert claims_from_token({"sub": "s", "iat": iat}, {}).iat is None
