@@ -90,6 +90,16 @@ REVOKER_DOWN = {
     "traefik": Refusal(500, body=b""),
     "nginx": Refusal(500, body_contains=b"500 Internal Server Error"),
 }
+#: What the client gets when revoker accepts connections but never answers (SIGSTOP),
+#: and within how many seconds at most (None: the gateway's own fixed timeout, Traefik's
+#: 30 s, which ForwardAuth has no setting for).
+REVOKER_HUNG = {
+    "caddy": (Refusal(504, body=b""), 10.0),
+    "haproxy": (Refusal(503, body=b"authorization service unavailable\n", retry_after=True),
+                10.0),
+    "traefik": (Refusal(500, body=b""), None),
+    "nginx": (Refusal(500, body_contains=b"500 Internal Server Error"), 10.0),
+}
 #: What the client gets when revoker answers 503 because its store is down
 #: (REVOKER_FAIL_MODE=closed, the default): passed on as is, except by nginx.
 REVOKER_PROBLEM = b'"status":503'
@@ -427,6 +437,25 @@ async def test_revoker_stopped_means_refused(stack: Stack, keyset: KeySet) -> No
     hits = len(stack.upstream.seen)
     stack.revoker.stop()
     REVOKER_DOWN[stack.name].check(*await stack.get("/", token))
+    assert len(stack.upstream.seen) == hits
+
+
+async def test_revoker_hung_means_refused_after_the_gateways_timeout(
+        stack: Stack, keyset: KeySet) -> None:
+    token = keyset.token()
+    assert (await stack.get("/", token))[0] == 200
+    hits = len(stack.upstream.seen)
+    assert stack.revoker.proc is not None
+    refusal, within_s = REVOKER_HUNG[stack.name]
+    stack.revoker.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        refusal.check(*await stack.get("/", token))
+        elapsed = time.monotonic() - started
+    finally:
+        stack.revoker.proc.send_signal(signal.SIGCONT)
+    if within_s is not None:
+        assert elapsed < within_s
     assert len(stack.upstream.seen) == hits
 
 
