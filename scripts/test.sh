@@ -11,6 +11,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+command -v caddy >/dev/null 2>&1 || need_apt+=(caddy)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
@@ -23,6 +25,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 # The packaged services must not be left running on their standard ports by the install:
 # the suite starts its own processes on free ports.
+for svc in caddy haproxy; do
+  case " ${need_apt[*]} " in *" $svc "*) ;; *) continue ;; esac
+  if [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  else
+    $SUDO service "$svc" stop >/dev/null 2>&1 || true
+  fi
+done
 
 "$PYTHON" - <<'PY'
 import sys

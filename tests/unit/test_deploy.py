@@ -296,3 +296,103 @@ def test_dockerfile_healthcheck_port_and_host() -> None:
 def test_dockerignore_keeps_the_context_small() -> None:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     assert "**" in lines and "!revoker/" in lines and "!pyproject.toml" in lines
+
+
+# -- Envoy: no binary here, so the bootstrap is checked against Envoy's own v3 schema ------------
+
+def envoy_bootstrap() -> Any:
+    """deploy/envoy/envoy.yaml parsed into Envoy's Bootstrap message, strictly.
+
+    The protos come from the ``xds-protos`` package (generated from Envoy's data-plane API).
+    Importing the typed_config modules registers their types, so each ``@type`` resolves;
+    an unknown field anywhere, or a wrong type, fails the parse as it would fail Envoy.
+    """
+    pytest.importorskip("envoy.config.bootstrap.v3.bootstrap_pb2",
+                        reason="Envoy's protos are not installed (pip install xds-protos, "
+                               "in the dev extra)")
+    from envoy.config.bootstrap.v3 import bootstrap_pb2
+    from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2  # noqa: F401
+    from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
+    from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noqa: F401
+        http_connection_manager_pb2,
+    )
+    from google.protobuf import json_format
+
+    (config,) = load(DEPLOY / "envoy" / "envoy.yaml")
+    return json_format.ParseDict(config, bootstrap_pb2.Bootstrap())
+
+
+def deprecated_uses(message: Any, path: str = "") -> Iterator[str]:
+    """Every field or enum value set in ``message`` (recursively, into Any) that Envoy's
+    schema marks deprecated: such a config still loads today and breaks on an upgrade."""
+    from google.protobuf import any_pb2, symbol_database
+
+    if isinstance(message, any_pb2.Any):
+        type_name = message.TypeName()
+        inner = symbol_database.Default().GetSymbol(type_name)()
+        assert message.Unpack(inner), type_name
+        yield from deprecated_uses(inner, f"{path}<{type_name}>")
+        return
+    for field, value in message.ListFields():
+        where = f"{path}.{field.name}"
+        if field.GetOptions().deprecated:
+            yield where
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            # a map: what can be deprecated is in its values
+            field, values = field.message_type.fields_by_name["value"], list(value.values())
+        elif (field.is_repeated if hasattr(field, "is_repeated")
+              else field.label == field.LABEL_REPEATED):
+            values = list(value)
+        else:
+            values = [value]
+        for item in values:
+            if field.message_type is not None:
+                yield from deprecated_uses(item, where)
+            elif field.enum_type is not None:
+                enum_value = field.enum_type.values_by_number[item]
+                if enum_value.GetOptions().deprecated:
+                    yield f"{where}={enum_value.name}"
+
+
+def envoy_filter(bootstrap: Any, name: str) -> Any:
+    from envoy.extensions.filters.network.http_connection_manager.v3 import (
+        http_connection_manager_pb2,
+    )
+
+    (listener,) = bootstrap.static_resources.listeners
+    (chain,) = listener.filter_chains
+    (network,) = chain.filters
+    manager = http_connection_manager_pb2.HttpConnectionManager()
+    assert network.typed_config.Unpack(manager)
+    return next(f for f in manager.http_filters if f.name == name), manager
+
+
+def test_envoy_config_fits_envoys_v3_schema_without_deprecated_fields() -> None:
+    bootstrap = envoy_bootstrap()
+    assert list(deprecated_uses(bootstrap)) == []
+    text = (DEPLOY / "envoy" / "envoy.yaml").read_text()
+    assert re.search(r"Written for Envoy 1\.\d+", text), "name the Envoy version targeted"
+
+
+def test_envoy_asks_revoker_and_refuses_when_it_cannot() -> None:
+    from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2
+
+    bootstrap = envoy_bootstrap()
+    authz_filter, manager = envoy_filter(bootstrap, "envoy.filters.http.ext_authz")
+    assert manager.http_filters[-1].name == "envoy.filters.http.router"
+    authz = ext_authz_pb2.ExtAuthz()
+    assert authz_filter.typed_config.Unpack(authz)
+    assert authz.failure_mode_allow is False
+    assert authz.status_on_error.code == 503
+    assert [p.exact for p in authz.allowed_headers.patterns] == ["authorization"]
+    service = authz.http_service
+    assert service.path_prefix == "/v1/authz"
+    assert [h.key for h in service.authorization_request.headers_to_add] == ["X-Revoker-Key"]
+    response = service.authorization_response
+    assert {p.exact for p in response.allowed_upstream_headers.patterns} == {
+        "x-auth-subject", "x-auth-jti"}
+    assert {"www-authenticate", "retry-after"} <= {
+        p.exact for p in response.allowed_client_headers.patterns}
+    clusters = {c.name for c in bootstrap.static_resources.clusters}
+    assert service.server_uri.cluster in clusters
+    assert not bootstrap.HasField("admin"), "no admin interface"
