@@ -25,6 +25,8 @@ REVOKE_FIELDS: Final = frozenset({"kind", "value", "expires_at", "ttl", "issued_
 TOKEN_REVOKE_FIELDS: Final = frozenset({"token", "reason"})
 CLAIM_FIELDS: Final = ("jti", "sub", "sid", "kid", "client_id", "azp")
 MAX_TIME: Final = 253402300799  # 9999-12-31: beyond this a NumericDate is nonsense
+#: Longest explicit ``ttl``: ten years covers any real token; beyond is a typo.
+MAX_TTL_S: Final = 10 * 366 * 86400
 
 
 def require_object(body: Any, what: str = "body") -> dict[str, Any]:
@@ -125,7 +127,7 @@ def _opt_ttl(data: dict[str, Any]) -> int | None:
     value = data.get("ttl")
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10 * 366 * 86400:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TTL_S:
         raise InvalidInput("ttl must be a non-negative integer number of seconds", field="ttl")
     return value
 

@@ -269,5 +269,7 @@ def parse_stream_id(text: str, *, field: str = "after") -> tuple[int, int]:
     return ms, seq
 
 
-_STREAM_ID_RE: Final = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?", re.ASCII)
+#: An event (stream) id: ``ms`` or ``ms-seq``, ASCII digits (the API schema states it too).
+STREAM_ID_PATTERN: Final = r"([0-9]{1,20})(?:-([0-9]{1,20}))?"
+_STREAM_ID_RE: Final = re.compile(STREAM_ID_PATTERN, re.ASCII)
 _U64_MAX: Final = 2**64 - 1

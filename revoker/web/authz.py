@@ -19,7 +19,10 @@ from revoker.errors import TokenError
 from revoker.service import Revoker
 from revoker.tokens import TokenValidator, Verified
 from revoker.web.auth import authorize
+from revoker.web.problem import CONTENT_TYPE as PROBLEM
 from revoker.web.problem import problem
+from revoker.web.schemas import GATEWAY, HEADER_TEXT, problems, ref
+from revoker.web.spec import Operation, Param, Reply, declare
 from revoker.web.state import KEYRING, SERVICE, SETTINGS, VALIDATOR
 
 routes = web.RouteTableDef()
@@ -91,8 +94,24 @@ async def _validate_and_check(validator: TokenValidator, service: Revoker,
     return verified, result.degraded
 
 
+AUTHZ: Final = Operation(
+    "Forward-auth for nginx, Envoy and Traefik: validate the user's token and check it",
+    "gateway", GATEWAY,
+    (Reply(200, "the token is valid and not revoked; configured claim headers too",
+           headers={"X-Auth-Subject": HEADER_TEXT, "X-Auth-Jti": HEADER_TEXT}),
+     Reply(401, "missing, invalid, expired or revoked token (or a missing or invalid key)",
+           PROBLEM, ref("Problem"), {"WWW-Authenticate": HEADER_TEXT}),
+     *problems(403, 503)),
+    path=(Param("tail", {"type": "string"}, "the original request's path (Envoy)",
+                where="path"),),
+    description="The user's token is `Authorization: Bearer <jwt>`. Any query is taken: "
+                "it is the original request's.",
+    any_query=True)
+
+
 @routes.route(METHODS, ROUTE)
 @routes.route(METHODS, TAIL_ROUTE)
+@declare(AUTHZ)
 async def authz(request: web.Request) -> web.Response:
     return await answer_authz(request, request.app)
 

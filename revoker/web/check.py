@@ -14,6 +14,15 @@ from revoker.service import CheckResult
 from revoker.web.auth import authorize, require
 from revoker.web.jsonio import read_json, respond
 from revoker.web.problem import item_problem
+from revoker.web.schemas import (
+    CHECK,
+    JSON,
+    VALUE,
+    json_reply,
+    problems,
+    ref,
+)
+from revoker.web.spec import Body, Operation, Param, declare
 from revoker.web.state import KEYRING, SERVICE, SETTINGS
 
 routes = web.RouteTableDef()
@@ -24,12 +33,42 @@ DEGRADED_HEADER: Final = {"X-Revoker-Degraded": "fail-open"}
 _PLAIN_VALUE: Final = re.compile(rf"[\x20-\x7e]{{1,{MAX_VALUE_BYTES}}}")
 
 
+_DEGRADED: Final = {"X-Revoker-Degraded": {"const": "fail-open",
+                                             "description": "a fail-open guess, not a fact"}}
+_ERRORS: Final = problems(400, 401, 403, 413, 415, 503)
+_JTI_ANSWER: Final = {"type": "object", "additionalProperties": False,
+                      "required": ["jti", "revoked", "record"],
+                      "properties": {"jti": VALUE, "revoked": {"type": "boolean"},
+                                     "record": {"oneOf": [ref("Record"), {"type": "null"}]}}}
+CHECK_JTI: Final = Operation(
+    "Is this jti revoked?", "check", CHECK,
+    (json_reply(200, "the answer", _JTI_ANSWER, headers=_DEGRADED),
+     *problems(400, 401, 403, 503)),
+    path=(Param("jti", VALUE, where="path"),))
+CHECK_ONE: Final = Operation(
+    "Check a token (decoded, not validated) or claims against every kind", "check", CHECK,
+    (json_reply(200, "the answer", ref("CheckResult"), headers=_DEGRADED), *_ERRORS),
+    bodies=(Body(JSON, ref("CheckBody")),))
+CHECK_BATCH: Final = Operation(
+    f"Check up to {MAX_CHECK_BATCH} items in order; a bad item gets its own problem",
+    "check", CHECK,
+    (json_reply(200, "one result per item", {
+        "type": "object", "additionalProperties": False, "required": ["results"],
+        "properties": {"results": {"type": "array", "items": {
+            "oneOf": [ref("CheckResult"), ref("Problem")]}}}}, headers=_DEGRADED), *_ERRORS),
+    bodies=(Body(JSON, {"type": "object", "required": ["items"], "additionalProperties": False,
+                        "properties": {"items": {"type": "array", "minItems": 1,
+                                                 "maxItems": MAX_CHECK_BATCH,
+                                                 "items": ref("CheckBody")}}}),))
+
+
 def _headers(results: list[CheckResult]) -> dict[str, str] | None:
     """Fail-open answers say so, so that a caller can tell a guess from a fact."""
     return DEGRADED_HEADER if any(r.degraded for r in results) else None
 
 
 @routes.get(JTI_ROUTE)
+@declare(CHECK_JTI)
 async def check_jti(request: web.Request) -> web.Response:
     return await answer_jti(request, request.match_info["jti"], request.app)
 
@@ -47,6 +86,7 @@ async def answer_jti(request: web.Request, jti: str, app: web.Application) -> we
 
 
 @routes.post("/v1/check")
+@declare(CHECK_ONE)
 async def check_one(request: web.Request) -> web.Response:
     require(request, "check")
     claims = parse_check(await read_json(request))
@@ -55,6 +95,7 @@ async def check_one(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/check/batch")
+@declare(CHECK_BATCH)
 async def check_batch(request: web.Request) -> web.Response:
     """Items are checked in one store round trip; a bad item gets its own 400 result."""
     require(request, "check")

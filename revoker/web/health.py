@@ -10,17 +10,32 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from revoker.metrics import flush as flush_tallies
 from revoker.web.jsonio import respond
 from revoker.web.problem import RETRY_AFTER_S, problem
+from revoker.web.schemas import PUBLIC, TEXT, json_reply, problem_reply
+from revoker.web.spec import Operation, Reply, declare
 from revoker.web.state import READINESS, STORE
 
 routes = web.RouteTableDef()
+_CHECKS = {"type": "object", "description": "each piece of state and its detail"}
+_WARNINGS = {"type": "array", "items": {"type": "string"}}
+HEALTHZ = Operation("Liveness: the process runs", "operations", PUBLIC, (json_reply(
+    200, "the process runs", {"type": "object", "required": ["status"],
+                              "properties": {"status": {"const": "ok"}}}),))
+READYZ = Operation(
+    "Readiness: the store answers and local state is in sync", "operations", PUBLIC,
+    (json_reply(200, "ready", {"type": "object", "required": ["status", "checks", "warnings"],
+                               "properties": {"status": {"const": "ready"},
+                                              "checks": _CHECKS, "warnings": _WARNINGS}}),
+     problem_reply(503, "not ready, with the failing check's detail")))
 
 
 @routes.get("/healthz")
+@declare(HEALTHZ)
 async def healthz(request: web.Request) -> web.Response:
     return respond({"status": "ok"})
 
 
 @routes.get("/readyz")
+@declare(READYZ)
 async def readyz(request: web.Request) -> web.Response:
     """Ready when the store answers and every piece of local state is in sync."""
     health = await request.app[STORE].health()
@@ -44,6 +59,9 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @routes.get("/metrics")
+@declare(Operation("Prometheus metrics (text exposition format 0.0.4)", "operations", PUBLIC,
+                   (Reply(200, "this process's (or every worker's) metrics", TEXT,
+                          {"type": "string"}),)))
 async def metrics(request: web.Request) -> web.Response:
     """This process's metrics or, with several workers, every worker's merged: the
     server sets ``METRICS_REGISTRY`` to a multiprocess collector. Costs no store call."""

@@ -18,6 +18,8 @@ from revoker.web.auth import oauth_client, require
 from revoker.web.authz import validate_and_check
 from revoker.web.jsonio import respond
 from revoker.web.problem import problem
+from revoker.web.schemas import FORM, OAUTH_CLIENT, json_reply, problem_reply, problems, ref
+from revoker.web.spec import Body, Operation, declare
 from revoker.web.state import VALIDATOR
 
 routes = web.RouteTableDef()
@@ -26,6 +28,20 @@ FORM_TYPE: Final = "application/x-www-form-urlencoded"
 STANDARD_CLAIMS: Final = ("scope", "client_id", "username", "exp", "iat", "nbf", "sub", "aud",
                           "iss", "jti")
 NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_OAUTH_PROBLEM: Final = {"allOf": [ref("Problem"), {
+    "type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}]}
+INTROSPECT: Final = Operation(
+    "RFC 7662 token introspection", "gateway", OAUTH_CLIENT,
+    (json_reply(200, "active with the token's standard claims, or inactive", {
+        "type": "object", "required": ["active"],
+        "properties": {"active": {"type": "boolean"}, "token_type": {"const": "Bearer"}}}),
+     problem_reply(400, "invalid_request: no token", schema=_OAUTH_PROBLEM),
+     problem_reply(401, "invalid_client, or a missing or invalid API key"),
+     problem_reply(415, "invalid_request: not a form", schema=_OAUTH_PROBLEM),
+     *problems(403, 413, 503)),
+    bodies=(Body(FORM, {"type": "object", "required": ["token"],
+                        "properties": {"token": {"type": "string"},
+                                       "token_type_hint": {"type": "string"}}}),))
 
 
 def _authenticate(request: web.Request) -> web.Response | None:
@@ -45,6 +61,7 @@ def _authenticate(request: web.Request) -> web.Response | None:
 
 
 @routes.post("/oauth2/introspect")
+@declare(INTROSPECT)
 async def introspect(request: web.Request) -> web.Response:
     refused = _authenticate(request)
     if refused is not None:

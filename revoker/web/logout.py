@@ -16,11 +16,22 @@ from aiohttp import web
 from revoker.errors import InvalidInput, TokenError
 from revoker.model import RevokeRequest
 from revoker.web.authz import bearer_token, refuse, validate_and_check
+from revoker.web.problem import CONTENT_TYPE as PROBLEM
+from revoker.web.schemas import HEADER_TEXT, USER, problems, ref
+from revoker.web.spec import Operation, Param, Reply, declare
 from revoker.web.state import SERVICE, VALIDATOR
 
 routes = web.RouteTableDef()
 TRUE: Final = frozenset({"true", "1", "yes"})
 FALSE: Final = frozenset({"false", "0", "no", ""})
+LOGOUT: Final = Operation(
+    "Revoke the presented token's jti (and its sub with everywhere=true)", "logout", USER,
+    (Reply(204, "revoked"),
+     Reply(401, "missing, invalid, expired or already revoked token", PROBLEM, ref("Problem"),
+           {"WWW-Authenticate": HEADER_TEXT}),
+     *problems(400, 503)),
+    query=(Param("everywhere", {"type": "string", "enum": sorted(TRUE | FALSE)},
+                 "also revoke every token of the user (case-insensitive)"),))
 
 
 def everywhere(request: web.Request) -> bool:
@@ -31,6 +42,7 @@ def everywhere(request: web.Request) -> bool:
 
 
 @routes.post("/v1/logout")
+@declare(LOGOUT)
 async def logout(request: web.Request) -> web.Response:
     all_sessions = everywhere(request)
     try:

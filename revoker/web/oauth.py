@@ -32,12 +32,26 @@ from revoker.errors import Forbidden, TokenError, Unauthenticated
 from revoker.model import RevokeRequest
 from revoker.tokens import Verified
 from revoker.web.auth import oauth_client, require
+from revoker.web.schemas import FORM, HEADER_TEXT, JSON, OAUTH_CLIENT, problems, ref
+from revoker.web.spec import Body, Operation, Reply, declare
 from revoker.web.state import SERVICE, VALIDATOR
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
 NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+REVOKE: Final = Operation(
+    "RFC 7009 token revocation", "logout", OAUTH_CLIENT,
+    (Reply(200, "revoked, or nothing to revoke (an invalid, unknown or expired token)"),
+     Reply(400, "invalid_request (no token, not a form) or unauthorized_client (another "
+                "client's token)", JSON, ref("OAuthError")),
+     Reply(401, "invalid_client", JSON, ref("OAuthError"), {"WWW-Authenticate": HEADER_TEXT}),
+     Reply(403, "unauthorized_client: the API key lacks the revoke scope", JSON,
+           ref("OAuthError")),
+     *problems(413, 503)),
+    bodies=(Body(FORM, {"type": "object", "required": ["token"],
+                        "properties": {"token": {"type": "string"},
+                                       "token_type_hint": {"type": "string"}}}),))
 
 
 def oauth_error(status: int, error: str, description: str, *,
@@ -62,6 +76,7 @@ def authenticate(request: web.Request) -> tuple[str, bool]:
 
 
 @routes.post("/oauth2/revoke")
+@declare(REVOKE)
 async def revoke(request: web.Request) -> web.Response:
     try:
         client_id, any_token = authenticate(request)

@@ -26,12 +26,23 @@ from revoker.errors import TokenError
 from revoker.model import RevokeRequest
 from revoker.tokens import LogoutToken, cutoff_after, logout_token
 from revoker.web.idp import TRUSTED, ensure, issuer_tag
+from revoker.web.schemas import FORM, JSON, PUBLIC, problems, ref
+from revoker.web.spec import Body, Operation, Reply, declare
 from revoker.web.state import SERVICE, STORE
 
 routes = web.RouteTableDef()
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
 NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 REASON: Final = "back-channel logout"
+BACKCHANNEL: Final = Operation(
+    "OpenID Connect Back-Channel Logout 1.0", "logout", PUBLIC,
+    (Reply(200, "the session (or the subject) is revoked"),
+     Reply(400, "invalid_request, with the failed validation step", JSON, ref("OAuthError")),
+     *problems(413, 503)),
+    bodies=(Body(FORM, {"type": "object", "required": ["logout_token"],
+                        "properties": {"logout_token": {"type": "string"}}}),),
+    description="The logout token is validated as the specification requires, from a "
+                "trusted issuer.")
 
 
 def setup(app: web.Application) -> None:
@@ -54,6 +65,7 @@ def refuse(description: str) -> web.Response:
 
 
 @routes.post("/oidc/backchannel-logout")
+@declare(BACKCHANNEL)
 async def backchannel_logout(request: web.Request) -> web.Response:
     if request.content_type != FORM_TYPE:
         return refuse(f"the body must be {FORM_TYPE}")

@@ -14,12 +14,66 @@ from revoker.web.auth import require
 from revoker.web.check import batch_items
 from revoker.web.jsonio import read_json, respond
 from revoker.web.problem import item_problem
+from revoker.web.schemas import (
+    ADMIN,
+    JSON,
+    KIND,
+    REVOKE,
+    VALUE,
+    json_reply,
+    limit_param,
+    problems,
+    ref,
+)
+from revoker.web.spec import Body, Operation, Param, Reply, declare
 from revoker.web.state import SERVICE
 
 routes = web.RouteTableDef()
 MAX_REVOKE_BATCH: Final = 10000
 MAX_LIST_LIMIT: Final = 1000
 DEFAULT_LIST_LIMIT: Final = 100
+
+_ERRORS: Final = problems(400, 401, 403, 413, 415, 503)
+_KIND_VALUE: Final = (Param("kind", KIND, where="path"),
+                      Param("value", VALUE, "percent-encoded", where="path"))
+_ITEM_OUTCOME: Final = {
+    "type": "object", "additionalProperties": False, "required": ["status", "stored", "result"],
+    "properties": {"status": {"enum": [200, 201]}, "stored": {"type": "boolean"},
+                   "result": {"oneOf": [ref("Record"), ref("NotStored")]}}}
+CREATE: Final = Operation(
+    "Revoke by kind and value, or a token's jti until its exp", "revocations", REVOKE,
+    (json_reply(201, "stored", ref("Record")),
+     json_reply(200, "already existed (expiry merged), or expired: nothing stored",
+                {"oneOf": [ref("Record"), ref("NotStored")]}), *_ERRORS),
+    bodies=(Body(JSON, ref("RevokeBody")),))
+CREATE_BATCH: Final = Operation(
+    f"Revoke up to {MAX_REVOKE_BATCH} items in order; a bad item fails alone", "revocations",
+    REVOKE,
+    (json_reply(200, "one result per item", {
+        "type": "object", "additionalProperties": False, "required": ["results"],
+        "properties": {"results": {"type": "array", "items": {
+            "oneOf": [_ITEM_OUTCOME, ref("Problem")]}}}}), *_ERRORS),
+    bodies=(Body(JSON, {"type": "object", "required": ["items"], "additionalProperties": False,
+                        "properties": {"items": {"type": "array", "minItems": 1,
+                                                 "maxItems": MAX_REVOKE_BATCH,
+                                                 "items": ref("RevokeBody")}}}),))
+READ: Final = Operation(
+    "Read a record", "revocations", REVOKE,
+    (json_reply(200, "the record", ref("Record")), *problems(400, 401, 403, 404, 503)),
+    path=_KIND_VALUE)
+DELETE: Final = Operation(
+    "Unrevoke", "revocations", ADMIN,
+    (Reply(204, "deleted"), *problems(400, 401, 403, 404, 503)), path=_KIND_VALUE)
+LIST: Final = Operation(
+    "List live records, a page at a time", "revocations", ADMIN,
+    (json_reply(200, "a page; pass cursor back for the next, null at the end", {
+        "type": "object", "additionalProperties": False, "required": ["items", "cursor"],
+        "properties": {"items": {"type": "array", "items": ref("Record")},
+                       "cursor": {"type": ["string", "null"]}}}),
+     *problems(400, 401, 403, 503)),
+    query=(Param("kind", KIND, "only records of this kind"),
+           Param("cursor", {"type": "string"}, "where the previous page ended"),
+           limit_param(default=DEFAULT_LIST_LIMIT, high=MAX_LIST_LIMIT)))
 
 
 def outcome_body(outcome: Revoked) -> dict[str, Any]:
@@ -35,6 +89,7 @@ def outcome_status(outcome: Revoked) -> int:
 
 
 @routes.post("/v1/revocations")
+@declare(CREATE)
 async def create(request: web.Request) -> web.Response:
     principal = require(request, "revoke")
     revoke_request = parse_revoke(await read_json(request))
@@ -43,6 +98,7 @@ async def create(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/revocations/batch")
+@declare(CREATE_BATCH)
 async def create_batch(request: web.Request) -> web.Response:
     """Valid items are stored in one pipelined round trip; a bad item fails alone."""
     principal = require(request, "revoke")
@@ -72,6 +128,7 @@ def _kind_value(request: web.Request) -> tuple[str, str]:
 
 
 @routes.get("/v1/revocations/{kind}/{value}")
+@declare(READ)
 async def read(request: web.Request) -> web.Response:
     require(request, "revoke")
     kind, value = _kind_value(request)
@@ -82,6 +139,7 @@ async def read(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/revocations/{kind}/{value}")
+@declare(DELETE)
 async def delete(request: web.Request) -> web.Response:
     require(request, "admin")
     kind, value = _kind_value(request)
@@ -91,6 +149,7 @@ async def delete(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/revocations")
+@declare(LIST)
 async def list_records(request: web.Request) -> web.Response:
     require(request, "admin")
     query = request.query

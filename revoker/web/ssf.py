@@ -33,6 +33,8 @@ from revoker.errors import InvalidInput, TokenError
 from revoker.model import RevokeRequest, is_valid_value
 from revoker.tokens import SecurityEvent, cutoff_after, security_event
 from revoker.web.idp import TRUSTED, TrustedIssuers, ensure
+from revoker.web.schemas import JSON, PUBLIC, problems
+from revoker.web.spec import Body, Operation, Reply, declare
 from revoker.web.state import SERVICE, SETTINGS
 
 routes = web.RouteTableDef()
@@ -42,6 +44,16 @@ RISC: Final = "https://schemas.openid.net/secevent/risc/event-type/"
 SESSION_REVOKED: Final = CAEP + "session-revoked"
 ACCOUNT_EVENTS: Final = (RISC + "account-disabled", RISC + "credential-compromise")
 #: TokenError reason -> RFC 8935 section 2.4 error code; any other is invalid_request.
+PUSH: Final = Operation(
+    "Shared Signals push delivery (RFC 8935) of a Security Event Token", "logout", PUBLIC,
+    (Reply(202, "accepted"),
+     Reply(400, "RFC 8935 error", JSON, {"type": "object", "required": ["err", "description"],
+                                         "properties": {"err": {"type": "string"},
+                                                        "description": {"type": "string"}}}),
+     *problems(413, 503)),
+    bodies=(Body(SET_TYPE, {"type": "string", "description": "a compact JWS"}),),
+    description="From a trusted transmitter: CAEP session-revoked, RISC account-disabled "
+                "and credential-compromise.")
 ERROR_CODES: Final = {"untrusted issuer": "invalid_issuer", "unknown key": "invalid_key",
                       "bad signature": "invalid_key", "algorithm not allowed": "invalid_key",
                       "wrong audience": "invalid_audience"}
@@ -144,6 +156,7 @@ def revocations(signal: SecurityEvent, *, now: float, issuers: frozenset[str]
 
 
 @routes.post("/ssf/events")
+@declare(PUSH)
 async def receive(request: web.Request) -> web.Response:
     try:
         return await _receive(request)

@@ -30,11 +30,23 @@ from revoker.store.feed import Lagging, Subscription
 from revoker.web.auth import require
 from revoker.web.jsonio import dumps
 from revoker.web.problem import problem
+from revoker.web.schemas import CHECK, EVENT_ID, problems
+from revoker.web.spec import Operation, Param, Reply, declare
 from revoker.web.state import SERVICE, SETTINGS
 
 routes = web.RouteTableDef()
 #: Seconds a refused stream is told to wait before trying again.
 REFUSED_RETRY_AFTER: Final = "5"
+STREAM: Final = Operation(
+    "Server-Sent Events of the audit log's events, live; resumes from Last-Event-ID",
+    "events", CHECK,
+    (Reply(200, "an endless event stream (event: revoked|unrevoked, data: the event)",
+           "text/event-stream", {"type": "string"}),
+     *problems(400, 401, 403, 503)),
+    query=(Param("after", EVENT_ID, "replay the events after this id first (0: all)"),),
+    headers=(Param("Last-Event-ID", EVENT_ID, "a reconnecting client's position; wins "
+                   "over after", where="header"),),
+    description="Too many open streams on a worker is a 503 with Retry-After.")
 
 
 @dataclass(slots=True)
@@ -86,6 +98,7 @@ def _start_after(request: web.Request) -> str | None:
 
 
 @routes.get("/v1/events/stream")
+@declare(STREAM)
 async def stream(request: web.Request) -> web.StreamResponse:
     """Without a starting point the stream begins with the next event."""
     require(request, "check")

@@ -10,18 +10,28 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from revoker.errors import InvalidInput, Unauthenticated
+from revoker.config import SCOPES
+from revoker.errors import Unauthenticated
 from revoker.web.auth import presented_key
 from revoker.web.jsonio import respond
+from revoker.web.schemas import ANY_KEY, json_reply, problems
+from revoker.web.spec import Operation, declare
 from revoker.web.state import KEYRING
 
 routes = web.RouteTableDef()
+WHOAMI = Operation(
+    "The name and scopes of the presented API key", "operations", ANY_KEY,
+    (json_reply(200, "the key", {
+        "type": "object", "additionalProperties": False, "required": ["name", "scopes"],
+        "properties": {"name": {"type": "string"}, "scopes": {
+            "type": "array", "uniqueItems": True,
+            "items": {"type": "string", "enum": list(SCOPES)}}}}),
+     *problems(400, 401)))
 
 
 @routes.get("/v1/whoami")
+@declare(WHOAMI)
 async def whoami(request: web.Request) -> web.Response:
-    if request.query:
-        raise InvalidInput(f"unknown query parameter {next(iter(request.query))!r}")
     key = presented_key(request)
     if key is None:
         raise Unauthenticated("an API key is required (Authorization: Bearer or X-Revoker-Key)")
