@@ -513,31 +513,48 @@ def test_docs_render_the_openapi_document(watched: Watched) -> None:
 # --- screenshots for the docs -------------------------------------------------------------
 
 
-def test_screenshots_at_desktop_and_phone_width(watched: Watched) -> None:
-    page, base = watched.page, watched.base
-    user = "alice@example.com"
-    api(base, "DELETE", record_path("sub", user))
-    watched.sign_in(ADMIN)
-    expect(page.locator("#feed-state")).to_have_text("live")
-    for kind, value, reason in [("sid", "8f14e45f-ceea-467f", "ticket 4821: laptop stolen"),
-                                ("client", "partner-reporting", "client secret leaked"),
-                                ("jti", "c4ca4238a0b9238", "token posted in a chat")]:
-        api(base, "POST", "/v1/revocations", body={"kind": kind, "value": value,
-                                                   "reason": reason})
-    watched.find("sub", user)
-    page.fill("#reason", "ticket 4821: laptop stolen")
-    page.click("#actions button[data-kind=sub]")
-    confirm(page, expect_text=user)
-    expect(page.locator("#feed .event")).to_have_count(4)
-    expect(page.locator("#by-source")).to_contain_text("api")
-    page.fill("#reason", "")
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / "console-1280.png"), full_page=True)
-    page.set_viewport_size({"width": 390, "height": 844})
-    page.screenshot(path=str(IMAGES / "console-390.png"), full_page=True)
+def test_screenshots_at_desktop_and_phone_width(browser: Any,
+                                               redis_server: RedisProcess) -> None:
+    """A server of its own, so the pictures show a tidy store, not the other tests' data."""
+    proc = ServeProcess({"REVOKER_STORE_URL": redis_server.url, "REVOKER_API_KEYS": KEYS,
+                         "REVOKER_KEY_PREFIX": f"consoleshot{uuid.uuid4().hex[:8]}:",
+                         "REVOKER_ACCESS_LOG": "false"}).start()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        seen = Watched(page, proc.url)
+        page.on("console", lambda m: seen.errors.append(m.text) if m.type == "error" else None)
+        seen.sign_in(ADMIN)
+        expect(page.locator("#feed-state")).to_have_text("live")
+        for kind, value, reason in [
+                ("sid", "8f14e45f-ceea-467f", "ticket 4821: laptop stolen"),
+                ("client", "partner-reporting", "client secret leaked"),
+                ("jti", "c4ca4238a0b9238", "token posted in a chat")]:
+            api(proc.url, "POST", "/v1/revocations", body={"kind": kind, "value": value,
+                                                            "reason": reason})
+        user = "alice@example.com"
+        seen.find("sub", user)
+        page.fill("#reason", "ticket 4821: laptop stolen")
+        page.click("#actions button[data-kind=sub]")
+        confirm(page, expect_text=user)
+        expect(page.locator("#feed .event")).to_have_count(4)
+        expect(page.locator("#by-source")).to_contain_text("api")
+        page.click("#browse-button")
+        expect(page.locator("#browse-list tbody tr")).to_have_count(4)
+        page.fill("#reason", "")
+        page.locator("#find-value").focus()
+        page.evaluate("() => document.activeElement.blur()")
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(IMAGES / "console-1280.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.screenshot(path=str(IMAGES / "console-390.png"), full_page=True)
+        seen.clean()
+    finally:
+        context.close()
+        proc.stop()
     assert (IMAGES / "console-1280.png").stat().st_size > 10_000
     assert (IMAGES / "console-390.png").stat().st_size > 10_000
-    watched.clean()
 
 
 def test_the_key_is_in_no_url_and_no_log_line(browser: Any, redis_server: RedisProcess) -> None:
