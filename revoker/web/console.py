@@ -17,7 +17,7 @@ URL, so it cannot reach an access log, a Referer or the browser history.
 from __future__ import annotations
 
 from importlib import resources
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -58,6 +58,32 @@ def _load_assets() -> dict[str, tuple[bytes, str]]:
 
 
 ASSETS: Final = _load_assets()
+
+
+def _page(summary: str, responses: dict[str, Any],
+          parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": summary, "tags": ["console"], "security": [],
+                                 "responses": responses}
+    if parameters:
+        operation["parameters"] = parameters
+    return {"get": operation}
+
+
+_HTML: Final = {"200": {"description": "the page", "content": {"text/html": {
+    "schema": {"type": "string"}}}}}
+#: How ``/openapi.json`` describes these routes, for ``revoker.web.openapi`` to merge into
+#: its paths: the pages need no key (the console asks for one in the page).
+OPENAPI_PATHS: Final[dict[str, dict[str, Any]]] = {
+    "/console": _page("Redirects to /console/", {"308": {"description": "to /console/"}}),
+    "/console/": _page("The admin console (static page; signs in with an API key)", _HTML),
+    "/console/{asset}": _page(
+        "A script, stylesheet or icon of the console or the API reference",
+        {"200": {"description": "the file"},
+         "404": {"description": "no such file", "content": {"application/problem+json": {
+             "schema": {"$ref": "#/components/schemas/Problem"}}}}},
+        [{"name": "asset", "in": "path", "required": True, "schema": {"type": "string"}}]),
+    "/docs": _page("This API reference, rendered in the browser from /openapi.json", _HTML),
+}
 
 
 def _asset(name: str) -> web.Response:
