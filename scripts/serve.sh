@@ -11,4 +11,6 @@ fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q '.[fast]'
+echo "==> admin console: http://${REVOKER_HOST:-127.0.0.1}:${REVOKER_PORT:-8080}/console/" \
+     "(API reference: /docs)"
 exec .venv/bin/revoker serve "$@"

@@ -17,6 +17,8 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# The console's browser tests drive Debian's Chromium (Playwright never downloads a browser).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need_apt[*]}"
@@ -51,6 +53,11 @@ echo "==> installing revoker and its dev dependencies"
 if [ ! -d tests/oidc_provider/node_modules ]; then
   echo "==> installing the OpenID provider used by the back-channel logout tests"
   (cd tests/oidc_provider && npm ci --silent --no-audit --no-fund)
+fi
+
+if [ ! -d tests/console/node_modules ]; then
+  echo "==> installing axe-core for the console's accessibility test"
+  (cd tests/console && npm ci --silent --no-audit --no-fund)
 fi
 
 echo "==> ruff"

@@ -28,7 +28,7 @@ from tests.web.conftest import make_client as make_client  # the fixture, re-exp
 pytestmark = pytest.mark.security
 
 #: A valid value for each path variable of the routes.
-PATH_VALUES = {"jti": "abc", "kind": "jti", "value": "abc", "tail": "some/where"}
+PATH_VALUES = {"jti": "abc", "kind": "jti", "value": "abc", "tail": "some/where", "asset": "app.js"}
 #: A valid value for each declared query parameter.
 QUERY_VALUES = {"limit": "5", "after": "0", "kind": "jti", "cursor": "0",
                 "everywhere": "false"}
