@@ -1,0 +1,159 @@
+"""No credential reaches a log line or an error body, whatever the request's framing.
+
+A header line that carries a credential and also a stray control byte (NUL, \\x01, DEL, a
+bare CR from a key read out of a CRLF file), an over-long line or an over-long header block
+used to reach aiohttp's HTTP parser, which logged the raw line at error level and echoed it
+in its 400 body. Each case here is sent as raw bytes to a real ``revoker serve`` (text and
+JSON logs, one and two workers); every response body and the whole captured log are then
+searched for every key and token used, and for a distinctive 16-character fragment of each.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+
+import jwt
+import pytest
+
+from revoker import keys
+from tests.redis_proc import RedisProcess
+from tests.serve_proc import ServeProcess, raw_exchange, status_of
+
+pytestmark = [pytest.mark.security, pytest.mark.slow, pytest.mark.redis]
+
+ADMIN_KEY = "rvk_secrets_admin_7Qx2Lm9Vb4Nc8Rt1Zy6Kp3Wd"
+CHECK_KEY = "rvk_secrets_check_H5sJ0gUe2Aq7Xo4Bi9Ff1Mv6"
+WRONG_KEY = "rvk_secrets_wrong_Pz8Tn3Ya6Gc1Ek5Lr0Ju7Ds2"
+JWT_SECRET = "secrets-in-logs-hs256-signing-secret-4f9c2a7e1b"
+PREFIX = "secrets-in-logs:"
+#: Past the 20 KiB line bound and the 64 KiB header-block bound of revoker.web.transport.
+LONG_LINE_PAD = b"A" * 25_000
+BLOCK_PAD_LINES = 90
+BLOCK_PAD_LINE = b"X-Pad-%02d: " + b"p" * 1000
+
+
+def user_token(jti: str, *, secret: str = JWT_SECRET) -> str:
+    now = int(time.time())
+    return jwt.encode({"jti": jti, "sub": "alice@example.com", "iat": now, "exp": now + 600},
+                      secret, algorithm="HS256")
+
+
+JWT = user_token("secrets-in-logs-jti-1")
+FORGED_JWT = user_token("secrets-in-logs-jti-2", secret="another-secret-of-32-bytes-or-more-1234")
+
+
+def secrets_and_fragments() -> list[str]:
+    """Every credential, and a 16-character fragment of each, as the log must never hold."""
+    whole = [ADMIN_KEY, CHECK_KEY, WRONG_KEY, JWT_SECRET, JWT, FORGED_JWT]
+    found = list(whole)
+    for secret in whole:
+        found.append(secret[len(secret) // 2 - 8:len(secret) // 2 + 8])
+    for token in (JWT, FORGED_JWT):
+        _, payload, signature = token.split(".")
+        found += [payload, signature, signature[:16], payload[-16:]]
+    return found
+
+
+#: (name, path, header line carrying the credential)
+CREDENTIALS: list[tuple[str, bytes, bytes]] = [
+    ("user jwt", b"/v1/authz", b"Authorization: Bearer " + JWT.encode()),
+    ("admin key", b"/v1/revocations", b"Authorization: Bearer " + ADMIN_KEY.encode()),
+    ("check key", b"/v1/check/abc", b"X-Revoker-Key: " + CHECK_KEY.encode()),
+]
+
+
+def _head(path: bytes, *lines: bytes) -> bytes:
+    return b"GET " + path + b" HTTP/1.1\r\nHost: revoker\r\n" + b"".join(
+        line + b"\r\n" for line in lines) + b"\r\n"
+
+
+def _block_pad() -> list[bytes]:
+    return [BLOCK_PAD_LINE % i for i in range(BLOCK_PAD_LINES)]
+
+
+#: (name, request bytes from (path, credential line))
+MALFORMED: list[tuple[str, Callable[[bytes, bytes], bytes]]] = [
+    ("NUL", lambda path, line: _head(path, line + b"\x00")),
+    ("\\x01", lambda path, line: _head(path, line + b"\x01")),
+    ("DEL", lambda path, line: _head(path, line + b"\x7f")),
+    ("bare CR", lambda path, line: _head(path, line + b"\r")),
+    ("CR inside", lambda path, line: _head(path, line + b"\rX-Other: 1")),
+    ("over-long line", lambda path, line: _head(path, line + LONG_LINE_PAD)),
+    ("over-long block", lambda path, line: _head(path, line, *_block_pad())),
+    ("bare LF", lambda path, line: _head(path, b"X-First: 1\n" + line)),
+    ("space in name", lambda path, line: _head(path, b"X " + line)),
+    ("no colon", lambda path, line: _head(path, line.replace(b":", b"", 1))),
+    ("folded", lambda path, line: _head(path, b"X-Fold: a", b" " + line)),
+]
+
+
+def _bad_credentials_with_valid_framing() -> list[tuple[bytes, int]]:
+    body = json.dumps({"kind": "jti", "value": "nothing", "ttl": 60}).encode()
+    return [
+        (b"POST /v1/revocations HTTP/1.1\r\nHost: revoker\r\nAuthorization: Bearer "
+         + WRONG_KEY.encode() + b"\r\nContent-Type: application/json\r\nContent-Length: "
+         + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body, 401),
+        (_head(b"/v1/check/abc", b"X-Revoker-Key: " + WRONG_KEY.encode(),
+               b"Connection: close"), 401),
+        (_head(b"/v1/authz", b"Authorization: Bearer " + FORGED_JWT.encode(),
+               b"X-Revoker-Key: " + CHECK_KEY.encode(), b"Connection: close"), 401),
+        (_head(b"/v1/authz", b"Authorization: Bearer " + JWT.encode()[:-6] + b"broken",
+               b"X-Revoker-Key: " + CHECK_KEY.encode(), b"Connection: close"), 401),
+        (b"POST /v1/logout HTTP/1.1\r\nHost: revoker\r\nAuthorization: Bearer "
+         + FORGED_JWT.encode() + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 401),
+    ]
+
+
+@pytest.fixture(params=[("text", 1), ("json", 1), ("text", 2), ("json", 2)],
+                ids=["text-1", "json-1", "text-2", "json-2"])
+def server(request: pytest.FixtureRequest, redis_server: RedisProcess) -> Iterator[ServeProcess]:
+    fmt, workers = request.param
+    keyring = ",".join([keys.config_line("ops", ["admin"], ADMIN_KEY),
+                        keys.config_line("gw", ["check"], CHECK_KEY)])
+    proc = ServeProcess({
+        "REVOKER_STORE_URL": redis_server.url, "REVOKER_KEY_PREFIX": PREFIX,
+        "REVOKER_API_KEYS": keyring, "REVOKER_WORKERS": str(workers),
+        "REVOKER_LOG_FORMAT": fmt, "REVOKER_LOG_LEVEL": "DEBUG", "REVOKER_ACCESS_LOG": "true",
+        "REVOKER_JWT_ALGORITHMS": "HS256", "REVOKER_JWT_SECRET": JWT_SECRET,
+    }, log_to_file=True)
+    try:
+        yield proc.start()
+    finally:
+        proc.stop()
+        proc.remove_log()
+
+
+def _leaks(text: str) -> list[str]:
+    return [secret for secret in secrets_and_fragments() if secret in text]
+
+
+def test_no_credential_reaches_the_log_or_an_error_body(server: ServeProcess) -> None:
+    problems = []
+    for cred_name, path, line in CREDENTIALS:
+        for case, build in MALFORMED:
+            answer = raw_exchange(server.port, build(path, line))
+            head, _, body = answer.partition(b"\r\n\r\n")
+            text = answer.decode("latin-1")
+            if status_of(answer) != 400 or b"application/problem+json" not in head:
+                problems.append(f"{cred_name}/{case}: not a problem+json 400: {text[:60]!r}")
+            elif json.loads(body)["status"] != 400:
+                problems.append(f"{cred_name}/{case}: body {body[:60]!r}")
+            if leaks := _leaks(text):
+                problems.append(f"{cred_name}/{case}: the answer echoes {leaks[0][:12]}...")
+    for request, status in _bad_credentials_with_valid_framing():
+        answer = raw_exchange(server.port, request)
+        if status_of(answer) != status:
+            problems.append(f"valid framing: {status_of(answer)} instead of {status}")
+        if leaks := _leaks(answer.decode("latin-1")):
+            problems.append(f"valid framing: the answer echoes {leaks[0][:12]}...")
+    _, log = server.stop()
+    assert not problems, problems
+    assert "stopped" in log, "the log was captured to the end"
+    assert log.count("refused a malformed request") >= len(CREDENTIALS) * len(MALFORMED), \
+        "every refusal is logged (without its bytes)"
+    assert '"revoker.access"' in log or "revoker.access" in log, "the access log was on"
+    leaking = [line for line in log.splitlines() if _leaks(line)]
+    assert not leaking, f"secret material in the log: {leaking[0][:200]}"
+    assert "Bearer " not in log, "no Authorization header is ever logged"
