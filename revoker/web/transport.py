@@ -146,7 +146,7 @@ class Guard(asyncio.Protocol):
     bytes to ``inner`` (aiohttp's ``RequestHandler``), which does everything else."""
 
     __slots__ = ("inner", "limits", "loop", "transport", "pending", "body_left", "timer",
-                 "refused")
+                 "refused", "cause")
 
     def __init__(self, inner: web.RequestHandler, limits: Limits) -> None:
         self.inner = inner
@@ -157,6 +157,7 @@ class Guard(asyncio.Protocol):
         self.body_left = 0  # body bytes still to come before the next head
         self.timer: asyncio.TimerHandle | None = None
         self.refused = False
+        self.cause: Exception | None = None  # why the guard cut the connection
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -168,7 +169,9 @@ class Guard(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self.transport = None
-        self.inner.connection_lost(exc)
+        # aiohttp raises this from the handler's pending body read: a body timeout then
+        # ends that request as a 408 (answered to nobody), not as an unexplained error.
+        self.inner.connection_lost(self.cause or exc)
 
     def pause_writing(self) -> None:
         self.inner.pause_writing()
@@ -293,6 +296,8 @@ class Guard(asyncio.Protocol):
         if reason:
             log.debug("disconnected a stalled client %s: %s", self._peer(), reason)
             metrics.CONNECTIONS_DROPPED.labels(reason=reason).inc()
+        if reason == "body_timeout":
+            self.cause = web.HTTPRequestTimeout(text="the request body did not arrive in time")
         transport.abort()
 
     def _peer(self) -> str:
