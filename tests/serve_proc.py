@@ -3,6 +3,7 @@ sockets for tests that must send bytes no HTTP client would."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -105,10 +106,9 @@ def raw_exchange(port: int, data: bytes, *, timeout_s: float = 5.0) -> bytes:
     """Send ``data`` as-is on a fresh connection; return everything read until the server
     closes (or ``timeout_s`` passes without a byte)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
-        try:
+        # The server may answer and close before taking everything.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server may answer and close before taking everything
         chunks = []
         while True:
             try:

@@ -57,13 +57,19 @@ LINGER_S: Final = 2.0
 _TOKEN: Final = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 _METHODS: Final = rb"(?:GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)"
 _HEAD_RE: Final = re.compile(
-    _METHODS + rb" (?:/[\x21-\x7e]{0,%d}|\*) HTTP/1\.[01]\r\n" % (MAX_LINE_BYTES - 32)
+    rb"(?:" + _METHODS + rb" /[\x21-\x7e]{0,%d}|OPTIONS \*) HTTP/1\.[01]\r\n"
+    % (MAX_LINE_BYTES - 32)
     + rb"(?:" + _TOKEN + rb"{1,256}:[\t\x20-\x7e\x80-\xff]{0,%d}\r\n)*\r\n"
     % (MAX_LINE_BYTES - 258))
 _REQUEST_LINE_RE: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ \S+ HTTP/\d\.\d")
 _CONTROL_RE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_CONTENT_LENGTH: Final = b"\r\ncontent-length:"
-_TRANSFER_ENCODING: Final = b"\r\ntransfer-encoding:"
+#: Control bytes that are wrong anywhere in a head (CR and LF may be half of a CRLF).
+_NEVER_VALID_RE: Final = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: Headers that decide the framing, and those aiohttp refuses to see twice (RFC 9110
+#: singletons): one scan of the head finds them all.
+_FRAMING_RE: Final = re.compile(
+    rb"\r\n(host|content-length|transfer-encoding|content-encoding|content-type|"
+    rb"content-location|content-range|etag|max-forwards|server|user-agent):")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +98,8 @@ def _answer(status: int, title: str, detail: str) -> bytes:
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
-_TITLES: Final = {400: "Bad Request", 411: "Length Required", 501: "Not Implemented"}
+_TITLES: Final = {400: "Bad Request", 411: "Length Required", 415: "Unsupported Media Type",
+                  501: "Not Implemented"}
 
 
 def diagnose(head: bytes) -> Refusal:
@@ -112,7 +119,7 @@ def diagnose(head: bytes) -> Refusal:
         return Refusal(501, "the request method is not supported", "method")
     if version not in (b"HTTP/1.0", b"HTTP/1.1"):
         return Refusal(400, "only HTTP/1.0 and HTTP/1.1 are served", "version")
-    if target != b"*" and not target.startswith(b"/"):
+    if not target.startswith(b"/") and not (target == b"*" and method == b"OPTIONS"):
         return Refusal(400, "the request target must be a path", "bad_request_line")
     for field in fields:
         name, colon, _ = field.partition(b":")
@@ -123,37 +130,51 @@ def diagnose(head: bytes) -> Refusal:
 
 
 def body_length(head: bytes) -> int:
-    """The body's length from a head that passed the grammar check; raises ``Refusal`` for
-    a Transfer-Encoding, or a Content-Length that is repeated or not a number."""
+    """The body's length, from a head that passed the grammar check. Raises ``Refusal``
+    for what aiohttp would refuse with a quoting 400 (a repeated singleton header such as
+    Host or Content-Length, no Host in HTTP/1.1) and for a body revoker does not take: a
+    Transfer-Encoding (411) or a Content-Encoding (415: no compressed bodies, so no
+    decompression bombs either)."""
     lowered = head.lower()
-    if _TRANSFER_ENCODING in lowered:
+    names = _FRAMING_RE.findall(lowered)
+    if len(set(names)) != len(names):
+        raise Refusal(400, "a header that may appear once appears more than once",
+                      "duplicate_header")
+    if b"transfer-encoding" in names:
         raise Refusal(411, "request bodies must be sent with a Content-Length "
                            "(no Transfer-Encoding)", "length_required")
-    start = lowered.find(_CONTENT_LENGTH)
-    if start < 0:
+    if b"host" not in names and head[:head.index(b"\r\n")].endswith(b"1.1"):
+        raise Refusal(400, "an HTTP/1.1 request needs a Host header", "no_host")
+    if b"content-encoding" in names and _value(head, lowered, b"content-encoding") \
+            .lower() != b"identity":
+        raise Refusal(415, "request bodies must not be compressed (no Content-Encoding)",
+                      "content_encoding")
+    if b"content-length" not in names:
         return 0
-    if lowered.find(_CONTENT_LENGTH, start + 1) >= 0:
-        raise Refusal(400, "more than one Content-Length", "bad_content_length")
-    start += len(_CONTENT_LENGTH)
-    value = head[start:head.index(b"\r\n", start)].strip(b" \t")
+    value = _value(head, lowered, b"content-length")
     if not value.isdigit() or len(value) > 15:
         raise Refusal(400, "the Content-Length is not a number", "bad_content_length")
     return int(value)
+
+
+def _value(head: bytes, lowered: bytes, name: bytes) -> bytes:
+    start = lowered.index(b"\r\n" + name + b":") + len(name) + 3
+    return head[start:head.index(b"\r\n", start)].strip(b" \t")
 
 
 class Guard(asyncio.Protocol):
     """One connection: checks each request head and times head and body, then hands the
     bytes to ``inner`` (aiohttp's ``RequestHandler``), which does everything else."""
 
-    __slots__ = ("inner", "limits", "loop", "transport", "pending", "body_left", "timer",
-                 "refused", "cause")
+    __slots__ = ("body_left", "cause", "inner", "limits", "loop", "pending", "refused", "timer",
+                 "transport")
 
     def __init__(self, inner: web.RequestHandler, limits: Limits) -> None:
         self.inner = inner
         self.limits = limits
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.pending = b""  # an incomplete head, held back from aiohttp
+        self.pending = bytearray()  # an incomplete head, held back from aiohttp
         self.body_left = 0  # body bytes still to come before the next head
         self.timer: asyncio.TimerHandle | None = None
         self.refused = False
@@ -180,17 +201,24 @@ class Guard(asyncio.Protocol):
         self.inner.resume_writing()
 
     def eof_received(self) -> bool | None:
-        if self.refused or self.pending:
-            return None  # half a head will never complete: close
-        return self.inner.eof_received()
+        if not (self.refused or self.pending):  # (half a head will never complete)
+            self.inner.eof_received()
+        return None  # close, as aiohttp does
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
             return  # draining until the client has read the refusal
         continuing = bool(self.pending)
         if continuing:
-            data = self.pending + data
-            self.pending = b""
+            # Appended and searched from where the last read ended: a client trickling
+            # bytes costs time in proportion to what it sends, not to what it sent before.
+            searched_to = max(len(self.pending) - 3, 0)
+            self.pending += data
+            if self.pending.find(b"\r\n\r\n", searched_to) < 0:
+                self._hold_more(data)
+                return
+            data = bytes(self.pending)
+            self.pending = bytearray()
         size = len(data)
         position = 0
         while position < size:
@@ -237,11 +265,11 @@ class Guard(asyncio.Protocol):
     def _hold(self, data: bytes, position: int, *, started: bool) -> None:
         """Keep an incomplete head back; refuse one that can no longer be valid.
         ``started``: its first bytes are in this read."""
-        partial = data[position:]
-        last_line = len(partial) - partial.rfind(b"\r\n")
-        if len(partial) > MAX_HEAD_BYTES or last_line > MAX_LINE_BYTES + 2:
+        self.pending = bytearray(data[position:])
+        refusal = self._hopeless(data[position:])
+        if refusal is not None:
             self._forward(data, position)
-            self._refuse(Refusal(400, "the request head is too large", "head_too_large"))
+            self._refuse(refusal)
             return
         if started:
             # The first bytes of a request: its header clock starts (a new connection's
@@ -250,7 +278,26 @@ class Guard(asyncio.Protocol):
             if self.timer is None:
                 self._arm(self.limits.header_timeout_s, "header_timeout")
             self.inner.keep_alive(True)
-        self.pending = partial
+
+    def _hold_more(self, data: bytes) -> None:
+        """More of a held head arrived, still incomplete."""
+        refusal = self._hopeless(data)
+        if refusal is not None:
+            self._refuse(refusal)
+
+    def _hopeless(self, new: bytes) -> Refusal | None:
+        """A refusal when the held head can no longer become valid: too large already, or
+        ``new`` (its latest bytes) holds a control byte that is never valid (refused
+        early: neither binary garbage nor a slow client need wait for the timeout)."""
+        pending = self.pending
+        if len(pending) > MAX_HEAD_BYTES:
+            return Refusal(400, "the request head is too large", "head_too_large")
+        if len(pending) - pending.rfind(b"\r\n") > MAX_LINE_BYTES + 2:
+            return Refusal(400, "a request or header line is too long", "line_too_long")
+        if _NEVER_VALID_RE.search(new):
+            return Refusal(400, "a control character in the request line or a header line "
+                                "(only CRLF line endings are accepted)", "control_character")
+        return None
 
     def _forward(self, data: bytes, end: int) -> None:
         if end:
@@ -262,7 +309,7 @@ class Guard(asyncio.Protocol):
         """Answer with a fixed problem document, then close: nothing of the request is
         quoted, in the answer or in the log."""
         self.refused = True
-        self.pending = b""
+        self.pending = bytearray()
         self.body_left = 0
         log.info("refused a malformed request from %s: %s", self._peer(), refusal.detail)
         metrics.REQUESTS_REFUSED.labels(reason=refusal.reason).inc()

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 
 import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from revoker import keys
 from tests.redis_proc import RedisProcess
@@ -157,3 +159,142 @@ def test_no_credential_reaches_the_log_or_an_error_body(server: ServeProcess) ->
     leaking = [line for line in log.splitlines() if _leaks(line)]
     assert not leaking, f"secret material in the log: {leaking[0][:200]}"
     assert "Bearer " not in log, "no Authorization header is ever logged"
+
+
+# -- heads the guard lets through never meet a parser error --------------------------------
+
+#: Unusual but well-framed heads the guard passes on: aiohttp must parse every one (an
+#: aiohttp parser error would quote the request). Each carries the admin key.
+PASSED: list[bytes] = [
+    b"GET /v1/check/%zz HTTP/1.1",
+    b"GET //evil.example/x HTTP/1.1",
+    b"GET /v1/authz/a|b{c}^`[]\\ HTTP/1.1",
+    b"GET /v1/authz?x=%%%%&y=%00 HTTP/1.1",
+    b"GET /v1/authz#fragment HTTP/1.1",
+    b"OPTIONS * HTTP/1.1",
+    b"GET /healthz HTTP/1.0",
+    b"DELETE /v1/revocations/jti/%2e%2e HTTP/1.1",
+]
+EXTRA_FIELDS: list[bytes] = [
+    b"X-Latin: \xff\xfe\x80 caf\xc3\xa9",
+    b"X-Empty:",
+    b"X-Blank: \t \t",
+    b"Content-Length: 000",
+    b"Connection: Upgrade\r\nUpgrade: websocket",
+    b"Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQ",
+    b"TE: trailers",
+    b"Cookie: a=\xc3",
+    b"X-Long: " + b"a" * (17 * 1024),
+    b"".join(b"X-Many-%d: 1\r\n" % i for i in range(90)).rstrip(b"\r\n"),
+]
+#: Well-framed heads the guard refuses itself, because aiohttp would refuse them with a
+#: quoting 400 or revoker does not take such a body: (request line, fields, status).
+REFUSED: list[tuple[bytes, list[bytes], int]] = [
+    (b"GET * HTTP/1.1", [], 400),
+    (b"GET /healthz HTTP/1.1", [b"Host: again"], 400),
+    (b"GET /healthz HTTP/1.1", [b"Content-Length: 1", b"Content-Length: 1"], 400),
+    (b"GET /healthz HTTP/1.1", [b"User-Agent: a", b"user-agent: b"], 400),
+    (b"GET /healthz HTTP/1.1", [b"Content-Length: -1"], 400),
+    (b"GET /healthz HTTP/1.1", [b"Content-Length: 1e3"], 400),
+    (b"POST /v1/revocations HTTP/1.1", [b"Transfer-Encoding: chunked"], 411),
+    (b"POST /v1/revocations HTTP/1.1", [b"Content-Encoding: gzip", b"Content-Length: 3"], 415),
+    (b"TRACE / HTTP/1.1", [], 501),
+    (b"GET /healthz HTTP/2.0", [], 400),
+    (b"GET http://revoker/healthz HTTP/1.1", [], 400),
+]
+KEY_LINE = b"Authorization: Bearer " + ADMIN_KEY.encode()
+
+
+def _content_type(answer: bytes) -> bytes:
+    head = answer.partition(b"\r\n\r\n")[0].lower()
+    return head.partition(b"\r\ncontent-type:")[2].partition(b"\r\n")[0].strip()
+
+
+@pytest.fixture
+def small_server(redis_server: RedisProcess) -> Iterator[ServeProcess]:
+    proc = ServeProcess({
+        "REVOKER_STORE_URL": redis_server.url, "REVOKER_KEY_PREFIX": PREFIX,
+        "REVOKER_API_KEYS": keys.config_line("ops", ["admin"], ADMIN_KEY),
+        "REVOKER_LOG_LEVEL": "DEBUG", "REVOKER_HEADER_TIMEOUT": "0.5",
+        "REVOKER_BODY_TIMEOUT": "0.5", "REVOKER_KEEPALIVE_TIMEOUT": "0.2",
+    }, log_to_file=True)
+    try:
+        yield proc.start()
+    finally:
+        proc.stop()
+        proc.remove_log()
+
+
+def test_unusual_heads_are_parsed_or_refused_without_a_parser_error(
+        small_server: ServeProcess) -> None:
+    problems = []
+    sent = [(line, [b"Host: revoker", KEY_LINE], None) for line in PASSED]
+    sent += [(PASSED[0], [b"Host: revoker", KEY_LINE, field], None) for field in EXTRA_FIELDS]
+    sent += [(line, [KEY_LINE, *fields] + ([b"Host: revoker"] if b"1.1" in line else []),
+              status) for line, fields, status in REFUSED]
+    sent.append((b"GET /healthz HTTP/1.1", [KEY_LINE], 400))  # HTTP/1.1 needs a Host
+    for line, fields, status in sent:
+        request = line + b"\r\n" + b"".join(field + b"\r\n" for field in fields) + b"\r\n"
+        answer = raw_exchange(small_server.port, request)
+        content_type = _content_type(answer)
+        if content_type not in (b"application/json", b"application/problem+json"):
+            problems.append(f"{line[:30]!r} {fields[-1][:30]!r}: {answer[:40]!r}")
+        elif status is not None and status_of(answer) != status:
+            problems.append(f"{line[:30]!r} {fields[-1][:30]!r}: {status_of(answer)}")
+        if _leaks(answer.decode("latin-1")):
+            problems.append(f"{line[:30]!r}: the answer echoes the key")
+    _, log = small_server.stop()
+    assert not problems, problems
+    assert "aiohttp.server" not in log, "aiohttp's parser never refused anything"
+    assert not [row for row in log.splitlines() if _leaks(row)]
+
+
+# -- fuzzing: whatever the bytes, the answer and the log hold no credential --------------
+
+_ODD_BYTES = st.sampled_from([b"\x00", b"\x01", b"\x7f", b"\r", b"\n", b"\t", b" ", b":",
+                              b"\xff", b"\x1b", b"%00", b"a"])
+_LINE_ENDS = st.sampled_from([b"\r\n"] * 6 + [b"\n", b"\r", b"\r\r\n"])
+
+
+def _fuzzed(base: bytes) -> st.SearchStrategy[bytes]:
+    """``base`` with a few odd bytes inserted at random places."""
+    return st.lists(st.tuples(st.integers(0, len(base)), _ODD_BYTES), max_size=3).map(
+        lambda edits: _insert(base, edits))
+
+
+def _insert(base: bytes, edits: list[tuple[int, bytes]]) -> bytes:
+    for position, odd in sorted(edits, reverse=True):
+        base = base[:position] + odd + base[position:]
+    return base
+
+
+@st.composite
+def heads(draw: st.DrawFn) -> bytes:
+    request_line = draw(_fuzzed(draw(st.sampled_from([
+        b"GET /v1/check/abc HTTP/1.1", b"POST /v1/revocations HTTP/1.1",
+        b"GET /v1/authz HTTP/1.1", b"OPTIONS * HTTP/1.0"]))))
+    fields = draw(st.lists(_fuzzed(draw(st.sampled_from([
+        b"Host: revoker", b"Content-Length: 2", b"Content-Type: application/json",
+        b"Transfer-Encoding: chunked", b"X-Other: value"]))), max_size=3))
+    secret_line = draw(_fuzzed(draw(st.sampled_from([line for _, _, line in CREDENTIALS]))))
+    fields.insert(draw(st.integers(0, len(fields))), secret_line)
+    ending = draw(_LINE_ENDS)
+    return request_line + ending + b"".join(f + draw(_LINE_ENDS) for f in fields) + \
+        b"\r\n{}"
+
+
+def test_fuzzed_heads_never_leak_a_credential(small_server: ServeProcess) -> None:
+    """Heads with odd bytes anywhere: every answer, and then the whole log, is clean."""
+    @settings(max_examples=100, deadline=None, database=None)
+    @given(head=heads())
+    def send(head: bytes) -> None:
+        answer = raw_exchange(small_server.port, head, timeout_s=3)
+        assert not _leaks(answer.decode("latin-1")), answer[:300]
+        assert _content_type(answer) in (b"", b"application/json",
+                                         b"application/problem+json"), answer[:300]
+
+    send()
+    _, log = small_server.stop()
+    assert "stopped" in log
+    assert not [row for row in log.splitlines() if _leaks(row)]
+    assert "aiohttp.server" not in log, "aiohttp's parser never refused anything"
