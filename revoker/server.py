@@ -159,10 +159,13 @@ async def _listen(runner: web.AppRunner, settings: Settings, *,
     assert server is not None  # set by runner.setup()
     limits = transport.Limits.of(settings)
     loop = asyncio.get_running_loop()
+    context = ssl_context(settings)
+    # A TLS handshake that stalls is a stalled header too (the guard starts after it).
+    handshake_s = settings.header_timeout_s if context is not None else None
     try:
         return await loop.create_server(lambda: transport.Guard(server(), limits),
-                                        settings.host, settings.port,
-                                        ssl=ssl_context(settings), backlog=1024,
+                                        settings.host, settings.port, ssl=context,
+                                        ssl_handshake_timeout=handshake_s, backlog=1024,
                                         reuse_port=reuse_port or None)
     except OSError as exc:
         raise ConfigError("REVOKER_PORT", f"cannot listen on {settings.host}:{settings.port}: "

@@ -228,7 +228,8 @@ def small_server(redis_server: RedisProcess) -> Iterator[ServeProcess]:
 def test_unusual_heads_are_parsed_or_refused_without_a_parser_error(
         small_server: ServeProcess) -> None:
     problems = []
-    sent = [(line, [b"Host: revoker", KEY_LINE], None) for line in PASSED]
+    sent: list[tuple[bytes, list[bytes], int | None]] = [
+        (line, [b"Host: revoker", KEY_LINE], None) for line in PASSED]
     sent += [(PASSED[0], [b"Host: revoker", KEY_LINE, field], None) for field in EXTRA_FIELDS]
     sent += [(line, [KEY_LINE, *fields] + ([b"Host: revoker"] if b"1.1" in line else []),
               status) for line, fields, status in REFUSED]
