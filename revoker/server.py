@@ -108,7 +108,7 @@ def serve_process(settings: Settings, *, index: int, multiprocess: bool) -> None
 async def _serve(settings: Settings, *, index: int, multiprocess: bool) -> None:
     # Imported here: in a worker, only now may prometheus_client be imported.
     from revoker import active
-    from revoker.web import fastlane
+    from revoker.web import fastlane, transport
     from revoker.web.app import create_app
     from revoker.web.health import METRICS_REGISTRY
 
@@ -117,7 +117,9 @@ async def _serve(settings: Settings, *, index: int, multiprocess: bool) -> None:
         app[METRICS_REGISTRY] = _multiprocess_registry()
     if index == 0:
         active.install(app)  # one sampler for the whole service
-    runner = fastlane.LaneRunner(app, handle_signals=False, access_log=None,
+    runner = fastlane.LaneRunner(app, handle_signals=False,
+                                 access_log=logging.getLogger(transport.__name__),
+                                 access_log_class=transport.AnswerTracker,
                                  shutdown_timeout=settings.shutdown_timeout_s,
                                  keepalive_timeout=settings.keepalive_timeout_s,
                                  max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Final, cast
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from revoker import metrics
 from revoker.config import Settings
@@ -171,8 +172,8 @@ class Guard(asyncio.Protocol):
     """One connection: checks each request head and times head and body, then hands the
     bytes to ``inner`` (aiohttp's ``RequestHandler``), which does everything else."""
 
-    __slots__ = ("body_left", "cause", "inner", "limits", "loop", "pending", "refused", "timer",
-                 "transport")
+    __slots__ = ("answers", "body_left", "cause", "heads", "held", "inner", "limits", "loop",
+                 "pending", "refused", "timer", "transport")
 
     def __init__(self, inner: web.RequestHandler, limits: Limits) -> None:
         self.inner = inner
@@ -183,7 +184,13 @@ class Guard(asyncio.Protocol):
         self.body_left = 0  # body bytes still to come before the next head
         self.timer: asyncio.TimerHandle | None = None
         self.refused = False
+        self.held: Refusal | None = None  # a refusal waiting for earlier answers
+        self.heads = 0  # requests passed on to aiohttp
+        self.answers = 0  # ... and answered by it
         self.cause: Exception | None = None  # why the guard cut the connection
+        tracker = inner.access_logger
+        if isinstance(tracker, AnswerTracker):
+            tracker.guard = self
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -195,6 +202,9 @@ class Guard(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self.transport = None
+        tracker = self.inner.access_logger
+        if isinstance(tracker, AnswerTracker):
+            tracker.guard = None  # no reference cycle left for the garbage collector
         # aiohttp raises this from the handler's pending body read: a body timeout then
         # ends that request as a 408 (answered to nobody), not as an unexplained error.
         self.inner.connection_lost(self.cause or exc)
@@ -264,6 +274,7 @@ class Guard(asyncio.Protocol):
         if _HEAD_RE.fullmatch(head) is None:
             raise diagnose(head)
         self.body_left = body_length(head)
+        self.heads += 1
 
     def _hold(self, data: bytes, position: int, *, started: bool) -> None:
         """Keep an incomplete head back; refuse one that can no longer be valid.
@@ -314,8 +325,23 @@ class Guard(asyncio.Protocol):
         self.refused = True
         self.pending = bytearray()
         self.body_left = 0
+        self._disarm()  # the answer's own linger timer replaces any other
         log.info("refused a malformed request from %s: %s", self._peer(), refusal.detail)
         metrics.REQUESTS_REFUSED.labels(reason=refusal.reason).inc()
+        if self.answers < self.heads:
+            # Earlier requests (pipelined, or still running) are answered first, in order.
+            self.held = refusal
+            return
+        self._answer_refusal(refusal)
+
+    def answered(self) -> None:
+        """aiohttp has written a whole answer (``AnswerTracker``)."""
+        self.answers += 1
+        if self.held is not None and self.answers >= self.heads:
+            refusal, self.held = self.held, None
+            self._answer_refusal(refusal)
+
+    def _answer_refusal(self, refusal: Refusal) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -353,3 +379,21 @@ class Guard(asyncio.Protocol):
     def _peer(self) -> str:
         peer = self.transport.get_extra_info("peername") if self.transport else None
         return str(peer[0]) if isinstance(peer, tuple) and peer else "a client"
+
+
+class AnswerTracker(AbstractAccessLogger):
+    """Tells a connection's ``Guard`` when aiohttp has written an answer, so that a
+    refusal never overtakes the answers to the requests before it. aiohttp calls an access
+    logger once per answer, after its last byte; revoker's own access log is elsewhere
+    (``middlewares.account``), so this one logs nothing."""
+
+    __slots__ = ("guard",)
+
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        self.guard: Guard | None = None
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse,
+            time: float) -> None:
+        if self.guard is not None:
+            self.guard.answered()

@@ -299,3 +299,17 @@ def test_fuzzed_heads_never_leak_a_credential(small_server: ServeProcess) -> Non
     assert "stopped" in log
     assert not [row for row in log.splitlines() if _leaks(row)]
     assert "aiohttp.server" not in log, "aiohttp's parser never refused anything"
+
+
+def test_a_refusal_follows_the_answers_before_it(small_server: ServeProcess) -> None:
+    """Pipelined after good requests, a malformed one is refused after their answers, in
+    order, never in the middle of one."""
+    good = b"GET /healthz HTTP/1.1\r\nHost: revoker\r\n\r\n"
+    bad = b"GET /healthz HTTP/1.1\r\nHost: revoker\r\nX-Revoker-Key: " + \
+        CHECK_KEY.encode() + b"\x00\r\n\r\n"
+    answer = raw_exchange(small_server.port, good + good + bad)
+    statuses = [int(part[:3]) for part in answer.split(b"HTTP/1.1 ")[1:]]
+    assert statuses == [200, 200, 400], answer
+    assert answer.endswith(b'"status":400,"detail":"a control character in the request line '
+                           b'or a header line (only CRLF line endings are accepted)"}')
+    assert CHECK_KEY.encode() not in answer
