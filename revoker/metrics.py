@@ -153,10 +153,3 @@ async def _flush_forever() -> None:
     while True:
         await asyncio.sleep(FLUSH_INTERVAL_S)
         flush()
-
-# -- the connection guard (revoker.web.transport) ---------------------------------------------
-REQUESTS_REFUSED = Counter("revoker_http_requests_refused",
-                           "Requests refused for their framing before parsing, by reason",
-                           ["reason"])
-CONNECTIONS_DROPPED = Counter("revoker_http_connections_dropped",
-                              "Connections of stalled clients closed, by timeout", ["reason"])

@@ -38,7 +38,6 @@ from typing import Final, cast
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from revoker import metrics
 from revoker.config import Settings
 from revoker.web.jsonio import dumps
 
@@ -90,7 +89,7 @@ class Refusal(Exception):
         super().__init__(detail)
         self.status = status
         self.detail = detail
-        self.reason = reason  # the metric label
+        self.reason = reason  # a short name, in the log line
 
 
 def _answer(status: int, title: str, detail: str) -> bytes:
@@ -326,8 +325,8 @@ class Guard(asyncio.Protocol):
         self.pending = bytearray()
         self.body_left = 0
         self._disarm()  # the answer's own linger timer replaces any other
-        log.info("refused a malformed request from %s: %s", self._peer(), refusal.detail)
-        metrics.REQUESTS_REFUSED.labels(reason=refusal.reason).inc()
+        log.info("refused a malformed request from %s (%s): %s", self._peer(), refusal.reason,
+                 refusal.detail)
         if self.answers < self.heads:
             # Earlier requests (pipelined, or still running) are answered first, in order.
             self.held = refusal
@@ -371,7 +370,6 @@ class Guard(asyncio.Protocol):
             return
         if reason:
             log.debug("disconnected a stalled client %s: %s", self._peer(), reason)
-            metrics.CONNECTIONS_DROPPED.labels(reason=reason).inc()
         if reason == "body_timeout":
             self.cause = web.HTTPRequestTimeout(text="the request body did not arrive in time")
         transport.abort()

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from revoker import keys
 from tests.serve_proc import ServeProcess, raw_exchange, status_of
@@ -129,7 +128,8 @@ class Slowloris:
 def test_stalled_clients_are_dropped_and_checks_stay_prompt() -> None:
     timeout_s = 3.0
     proc = serve(REVOKER_HEADER_TIMEOUT=str(timeout_s), REVOKER_BODY_TIMEOUT=str(timeout_s),
-                 REVOKER_KEEPALIVE_TIMEOUT="30", REVOKER_ACCESS_LOG="true").start()
+                 REVOKER_KEEPALIVE_TIMEOUT="30", REVOKER_ACCESS_LOG="true",
+                 REVOKER_LOG_LEVEL="DEBUG").start()
     attack = Slowloris()
     try:
         body_head = (b"POST /v1/check HTTP/1.1\r\nHost: revoker\r\nX-Revoker-Key: "
@@ -159,9 +159,9 @@ def test_stalled_clients_are_dropped_and_checks_stay_prompt() -> None:
                  if c.open_for() < timeout_s - 0.2]
         assert not early, early[:5]
         assert check(proc) == 200
-        dropped = dropped_counts(proc)
-        assert dropped == {"header_timeout": 2.0 * PER_KIND, "body_timeout": 1.0 * PER_KIND}
         _, log = proc.stop()
+        assert log.count(": header_timeout") == 2 * PER_KIND
+        assert log.count(": body_timeout") == PER_KIND
         assert "Traceback" not in log and " ERROR " not in log, log[-2000:]
         assert log.count("POST /v1/check 408") == PER_KIND, "a body timeout is a 408"
     finally:
@@ -169,15 +169,6 @@ def test_stalled_clients_are_dropped_and_checks_stay_prompt() -> None:
         attack.close()
         proc.stop()
         proc.remove_log()
-
-
-def dropped_counts(server: ServeProcess) -> dict[str, float]:
-    with urllib.request.urlopen(server.url + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return {sample.labels["reason"]: sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == "revoker_http_connections_dropped_total"}
 
 
 def _closed_after(sock: socket.socket, started: float, limit_s: float) -> float:
