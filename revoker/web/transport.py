@@ -10,8 +10,9 @@ that trickles in: a few hundred stalled connections tie up a worker.
 protocol ``web.Server()`` makes). It holds each request's line and header block until they
 are complete and checks them against a strict subset of RFC 9112 that aiohttp's parser
 always accepts: CRLF line endings, a known method, an origin-form target, HTTP/1.0 or 1.1,
-token field names, no control bytes other than HTAB, bounded line and block sizes, at most
-one Content-Length and no Transfer-Encoding. A violation is answered with a fixed problem
+token field names, no control bytes other than HTAB, bounded line and block sizes, a Host
+in HTTP/1.1, no repeated singleton header (Host, Content-Length...), no Transfer-Encoding
+and no Content-Encoding. A violation is answered with a fixed problem
 document that quotes nothing, logged in one line that says what was wrong (never the
 bytes), and the connection closed; aiohttp never sees it. Only then are the bytes passed
 on, unchanged.
@@ -145,8 +146,8 @@ def body_length(head: bytes) -> int:
                       "duplicate_header")
     if b"host" not in seen and head[head.index(b"\r\n") - 1] == 0x31:  # HTTP/1.1
         raise Refusal(400, "an HTTP/1.1 request needs a Host header", "no_host")
-    if len(seen) == 1:
-        return 0  # the common case: Host alone
+    if names == [b"host"]:
+        return 0  # the common case
     if b"transfer-encoding" in seen:
         raise Refusal(411, "request bodies must be sent with a Content-Length "
                            "(no Transfer-Encoding)", "length_required")

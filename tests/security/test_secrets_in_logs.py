@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from revoker import keys
+from revoker.web import transport
 from tests.redis_proc import RedisProcess
 from tests.serve_proc import ServeProcess, raw_exchange, status_of
 
@@ -313,3 +314,40 @@ def test_a_refusal_follows_the_answers_before_it(small_server: ServeProcess) -> 
     assert answer.endswith(b'"status":400,"detail":"a control character in the request line '
                            b'or a header line (only CRLF line endings are accepted)"}')
     assert CHECK_KEY.encode() not in answer
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ([b"Host: h"], 0),
+    ([b"Host: h", b"Content-Length: 12"], 12),
+    ([b"host: h", b"content-length:  7 "], 7),
+    ([b"Host: h", b"Content-Encoding: identity", b"Content-Length: 3"], 3),
+    ([b"Host: h", b"Transfer-Encoding: chunked"], 411),
+    ([b"Host: h", b"Content-Length: 3", b"Transfer-Encoding: chunked"], 411),
+    ([b"Host: h", b"Content-Encoding: gzip"], 415),
+    ([b"Host: h", b"Content-Length: 3", b"content-length: 3"], 400),
+    ([b"Host: h", b"Content-Length: +3"], 400),
+    ([b"Host: h", b"Content-Length: 1234567890123456"], 400),
+    ([b"Host: h", b"Host: h"], 400),
+    ([b"Content-Length: 3"], 400),  # HTTP/1.1 without Host
+])
+def test_the_body_length_comes_from_one_clear_content_length(fields: list[bytes],
+                                                             expected: int) -> None:
+    """``expected``: the length, or the status of the refusal (411, 415, 400)."""
+    head = b"POST /v1/check HTTP/1.1\r\n" + b"".join(f + b"\r\n" for f in fields) + b"\r\n"
+    if expected < 400:
+        assert transport.body_length(head) == expected
+        return
+    with pytest.raises(transport.Refusal) as refused:
+        transport.body_length(head)
+    assert refused.value.status == expected
+    assert not any(field.decode() in refused.value.detail for field in fields)
+
+
+def test_an_http_1_0_body_is_never_read_as_a_request(small_server: ServeProcess) -> None:
+    """The bytes of a body, even when they look like a request, are a body."""
+    inner = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    request = (b"POST /v1/check HTTP/1.0\r\nContent-Length: " + str(len(inner)).encode()
+               + b"\r\n\r\n" + inner)
+    answer = raw_exchange(small_server.port, request)
+    assert answer.count(b"HTTP/1.") == 1 and status_of(answer) == 401
+    assert transport.body_length(request[:request.index(b"\r\n\r\n") + 4]) == len(inner)
