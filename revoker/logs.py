@@ -39,7 +39,8 @@ class RequestIdFilter(logging.Filter):
 _CREDENTIAL: Final = re.compile(
     r"(?i:(?<![A-Za-z0-9-])((?:proxy-)?authorization|x-revoker-key|cookie|set-cookie)"
     r"(\s*[:=]\s*))[^\r\n'\"]+"
-    r"|(?i:\b(bearer|basic)(\s+))[^\s'\",;]+"
+    r"|(?i:\b(bearer)(\s+))[^\s'\",;]+"
+    r"|(?i:\b(basic)(\s+))[A-Za-z0-9+/=._~-]{8,}"
     r"|rvk_[A-Za-z0-9_-]+"
     r"|eyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*){0,2}")
 REDACTED: Final = "[redacted]"
@@ -62,8 +63,9 @@ def redact(text: str) -> str:
 def _mask(match: re.Match[str]) -> str:
     if match.group(1):
         return f"{match.group(1)}{match.group(2)}{REDACTED}"
-    if match.group(3):
-        return f"{match.group(3)}{match.group(4)}{REDACTED}"
+    for scheme in (3, 5):
+        if match.group(scheme):
+            return f"{match.group(scheme)}{match.group(scheme + 1)}{REDACTED}"
     return REDACTED
 
 

@@ -226,9 +226,11 @@ def test_configured_handlers_mask_credentials_from_any_logger(fmt: str) -> None:
 
 def test_redaction_leaves_ordinary_lines_alone() -> None:
     for line in ("POST /v1/revocations 201 1.2ms", "listening on http://127.0.0.1:8080",
-                 "revoked jti abc-123 (reason: stolen)", "an eye on basics"):
+                 "revoked jti abc-123 (reason: stolen)", "an eye on basics",
+                 "basic checks passed"):
         assert logs.redact(line) is line or logs.redact(line) == line
     assert logs.redact("key rvk_abc_DEF-1 used") == "key [redacted] used"
     assert logs.redact("Authorization: Basic dXNlcjpwYXNz") == "Authorization: [redacted]"
+    assert logs.redact("client sent basic dXNlcjpwYXNz") == "client sent basic [redacted]"
     assert logs.redact("sent Bearer abc.def;") == "sent Bearer [redacted];"
     assert logs.redact("x eyJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJ4In0.c2ln y") == "x [redacted] y"
