@@ -50,8 +50,9 @@ MAX_FAST_CRASHES: Final = 5
 SUPERVISOR_POLL_S: Final = 0.5
 #: Extra time the supervisor allows workers beyond REVOKER_SHUTDOWN_TIMEOUT.
 STOP_MARGIN_S: Final = 5.0
-#: aiohttp refuses header lines over 8190 bytes with a bare 400; a bearer token may be up to
-#: 16 KiB (the contract's limit), so that revoker itself can answer "token too large".
+#: aiohttp's own line limits (its default, 8190 bytes, is under a 16 KiB bearer token, the
+#: contract's limit). They sit above revoker.web.transport's, so that the guard, not
+#: aiohttp's parser, refuses an over-long line.
 MAX_HEADER_BYTES: Final = 20 * 1024
 
 
@@ -107,7 +108,7 @@ def serve_process(settings: Settings, *, index: int, multiprocess: bool) -> None
 async def _serve(settings: Settings, *, index: int, multiprocess: bool) -> None:
     # Imported here: in a worker, only now may prometheus_client be imported.
     from revoker import active
-    from revoker.web import fastlane
+    from revoker.web import fastlane, transport
     from revoker.web.app import create_app
     from revoker.web.health import METRICS_REGISTRY
 
@@ -116,9 +117,12 @@ async def _serve(settings: Settings, *, index: int, multiprocess: bool) -> None:
         app[METRICS_REGISTRY] = _multiprocess_registry()
     if index == 0:
         active.install(app)  # one sampler for the whole service
-    runner = fastlane.LaneRunner(app, handle_signals=False, access_log=None,
-                           shutdown_timeout=settings.shutdown_timeout_s,
-                           max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES)
+    runner = fastlane.LaneRunner(app, handle_signals=False,
+                                 access_log=logging.getLogger(transport.__name__),
+                                 access_log_class=transport.AnswerTracker,
+                                 shutdown_timeout=settings.shutdown_timeout_s,
+                                 keepalive_timeout=settings.keepalive_timeout_s,
+                                 max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -126,10 +130,11 @@ async def _serve(settings: Settings, *, index: int, multiprocess: bool) -> None:
     await runner.setup()
     watchdog = asyncio.create_task(_watch_supervisor(os.getppid(), stop)) if multiprocess \
         else None
+    listener: asyncio.Server | None = None
     try:
         if stop.is_set():  # told to stop while the store was opening
             return
-        await _start_site(runner, settings, reuse_port=multiprocess)
+        listener = await _listen(runner, settings, reuse_port=multiprocess)
         scheme = "https" if settings.tls_cert else "http"
         log.info("listening on %s://%s:%d (worker %d, pid %d)", scheme, settings.host,
                  settings.port, index, os.getpid())
@@ -139,15 +144,31 @@ async def _serve(settings: Settings, *, index: int, multiprocess: bool) -> None:
     finally:
         if watchdog is not None:
             watchdog.cancel()
-        await runner.cleanup()  # closes listeners, drains requests, then closes the store
+        if listener is not None:
+            listener.close()  # no new connections
+        await runner.cleanup()  # drains requests, closes connections, then the store
     log.info("stopped (worker %d)", index)
 
 
-async def _start_site(runner: web.AppRunner, settings: Settings, *, reuse_port: bool) -> None:
-    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context(settings),
-                       reuse_port=reuse_port or None, backlog=1024)
+async def _listen(runner: web.AppRunner, settings: Settings, *,
+                  reuse_port: bool) -> asyncio.Server:
+    """Listen with every connection behind a ``transport.Guard``: aiohttp's handler (made
+    by the runner's server, so that ``runner.cleanup()`` still drains it) sees only request
+    heads that passed the guard, and stalled clients are disconnected."""
+    from revoker.web import transport
+
+    server = runner.server
+    assert server is not None  # set by runner.setup()
+    limits = transport.Limits.of(settings)
+    loop = asyncio.get_running_loop()
+    context = ssl_context(settings)
+    # A TLS handshake that stalls is a stalled header too (the guard starts after it).
+    handshake_s = settings.header_timeout_s if context is not None else None
     try:
-        await site.start()
+        return await loop.create_server(lambda: transport.Guard(server(), limits),
+                                        settings.host, settings.port, ssl=context,
+                                        ssl_handshake_timeout=handshake_s, backlog=1024,
+                                        reuse_port=reuse_port or None)
     except OSError as exc:
         raise ConfigError("REVOKER_PORT", f"cannot listen on {settings.host}:{settings.port}: "
                           f"{exc.strerror or exc}") from exc

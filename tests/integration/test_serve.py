@@ -434,3 +434,30 @@ def test_a_taken_port_stops_the_service_with_exit_code_2(redis_server: RedisProc
                               capture_output=True, text=True, timeout=DEADLINE_S)
     assert done.returncode == 2
     assert f"REVOKER_PORT: cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+def test_https_connections_are_guarded_too(tmp_path: Path) -> None:
+    """Over TLS, a malformed header line gets the guard's fixed 400 (that quotes nothing)
+    and a client that never finishes its handshake is dropped after the header timeout."""
+    pki = Pki(tmp_path)
+    cert, key = pki.issue("server", server=True)
+    env = {"REVOKER_TLS_CERT": cert, "REVOKER_TLS_KEY": key, "REVOKER_HEADER_TIMEOUT": "1"}
+    context = client_context(pki.ca_path)
+    with serving(env, scheme="https", context=context) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: revoker\r\nAuthorization: Bearer "
+                        + ADMIN.encode() + b"\x00\r\n\r\n")
+            answer = b""
+            with contextlib.suppress(ssl.SSLError, ConnectionError):
+                while chunk := tls.recv(65536):
+                    answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer[:100]
+        assert b"application/problem+json" in answer and ADMIN.encode() not in answer
+
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as silent:
+            started = time.monotonic()
+            assert silent.recv(1024) == b""  # closed by the server, not by the timeout
+            assert time.monotonic() - started < 3
+        assert server.terminate() == 0
+        assert ADMIN not in server.log

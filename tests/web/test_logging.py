@@ -191,3 +191,46 @@ def test_configure_text_is_readable() -> None:
     line = stream.getvalue().strip()
     assert "WARNING" in line and "revoker.test: plain words" in line
     assert not line.startswith("{")
+
+
+# -- redaction: defence in depth behind the connection guard -----------------------------
+
+ADMIN_LIKE = "rvk_redaction_admin_key_Zq81LmN4vT0aP7cE"
+PLAIN_KEY = "a-configured-key-without-the-prefix-31337"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_configured_handlers_mask_credentials_from_any_logger(fmt: str) -> None:
+    """What aiohttp's parser used to log: the raw header line inside the exception text."""
+    token = make_token("jti-redaction")
+    lines = [f"Authorization: Bearer {token}", f"X-Revoker-Key: {PLAIN_KEY}",
+             f"Authorization: Bearer {ADMIN_LIKE}"]
+    with configured(fmt) as stream:
+        server_log = logging.getLogger("aiohttp.server")
+        for line in lines:
+            try:
+                raise ValueError(f"Invalid header value char:\n\n  b'{line}\\x00'\n  ^")
+            except ValueError:
+                server_log.exception("Error handling request from %s", "127.0.0.1")
+            logging.getLogger("revoker.test").warning("echo %s", line,
+                                                      extra={"header": line})
+        logging.getLogger("aiohttp.access").warning("token=%s key=%s", token, ADMIN_LIKE)
+    output = stream.getvalue()
+    for secret in (token, token.split(".")[1], token.split(".")[2], PLAIN_KEY, ADMIN_LIKE,
+                   ADMIN_LIKE[8:24]):
+        assert secret not in output
+    assert "Bearer " not in output.replace("Bearer [redacted]", "")
+    assert output.count("[redacted]") >= 2 * len(lines) + 2
+    assert "Invalid header value char" in output, "the rest of the line is kept"
+
+
+def test_redaction_leaves_ordinary_lines_alone() -> None:
+    for line in ("POST /v1/revocations 201 1.2ms", "listening on http://127.0.0.1:8080",
+                 "revoked jti abc-123 (reason: stolen)", "an eye on basics",
+                 "basic checks passed"):
+        assert logs.redact(line) is line or logs.redact(line) == line
+    assert logs.redact("key rvk_abc_DEF-1 used") == "key [redacted] used"
+    assert logs.redact("Authorization: Basic dXNlcjpwYXNz") == "Authorization: [redacted]"
+    assert logs.redact("client sent basic dXNlcjpwYXNz") == "client sent basic [redacted]"
+    assert logs.redact("sent Bearer abc.def;") == "sent Bearer [redacted];"
+    assert logs.redact("x eyJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJ4In0.c2ln y") == "x [redacted] y"
