@@ -21,9 +21,11 @@ from revoker.web import (
     authz,
     check,
     events,
+    gtr,
     health,
     introspect,
     logout,
+    metadata,
     mirror_setup,
     oauth,
     oidc,
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 ROUTE_MODULES: tuple[ModuleType, ...] = (health, openapi, check, revocations, events, stream,
                                            mirror_setup, authz, introspect, logout, oauth,
                                            oidc, ssf, whoami)
+ROUTE_MODULES += (gtr,)
+ROUTE_MODULES += (metadata,)
 STARTUP_RETRY_S = 10.0
 
 

@@ -328,11 +328,43 @@ def _logout_paths() -> dict[str, Schema]:
     }
 
 
+def _standards_paths() -> dict[str, Schema]:
+    """Global Token Revocation and the RFC 8414 metadata that announces it."""
+    problem = _ref("Problem")
+    subject = {"type": "object", "required": ["format"],
+               "properties": {"format": {"type": "string"}},
+               "description": "An RFC 9493 subject identifier: iss_sub, opaque, email or "
+                              "complex (user and/or session) are honoured"}
+    gtr_security: list[Schema] = [{"bearerKey": []}, {"headerKey": []}, {"basicClient": []}]
+    metadata = {"type": "object", "required": ["issuer", "global_token_revocation_endpoint"],
+                "properties": {name: {"type": "string"} for name in (
+                    "issuer", "revocation_endpoint", "introspection_endpoint",
+                    "global_token_revocation_endpoint")}}
+    return {
+        "/oauth2/global-token-revocation": {"post": _op(
+            "Global Token Revocation: revoke every token of the user named by sub_id",
+            {"204": _ok("the user's tokens are revoked"),
+             "400": _ok("malformed body or unsupported subject format", problem,
+                        media=PROBLEM),
+             "404": _ok("the subject's issuer issues no tokens checked here", problem,
+                        media=PROBLEM),
+             **_problems(401, 403, 413, 415, 503)},
+            scope="revoke", tag="logout", security=gtr_security,
+            body=_json_body({"type": "object", "required": ["sub_id"],
+                             "properties": {"sub_id": subject}}))},
+        "/.well-known/oauth-authorization-server": {"get": _op(
+            "OAuth 2.0 Authorization Server Metadata (RFC 8414)",
+            {"200": _ok("the metadata document", metadata),
+             "404": _ok("REVOKER_PUBLIC_URL is not set", problem, media=PROBLEM)},
+            scope=None, tag="operations", security=[])},
+    }
+
+
 def build_document() -> dict[str, Any]:
     """The whole document; pure, so tests can compare it with the app's routes."""
     paths: dict[str, Schema] = {}
     for part in (_health_paths, _check_paths, _authz_paths, _revocation_paths, _event_paths,
-                 _logout_paths):
+                 _logout_paths, _standards_paths):
         paths.update(part())
     return {
         "openapi": "3.1.0",
