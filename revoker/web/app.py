@@ -32,6 +32,7 @@ from revoker.web import (
     openapi,
     revocations,
     ssf,
+    ssf_poll,
     stream,
     whoami,
 )
@@ -46,6 +47,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (health, openapi, check, revocations, ev
                                            oidc, ssf, whoami)
 ROUTE_MODULES += (gtr,)
 ROUTE_MODULES += (metadata,)
+ROUTE_MODULES += (ssf_poll,)
 STARTUP_RETRY_S = 10.0
 
 

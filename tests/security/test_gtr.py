@@ -39,7 +39,7 @@ def basic(client_id: str) -> dict[str, str]:
 
 async def nothing_revoked(client: Any) -> bool:
     resp = await client.get("/v1/revocations", headers=auth(ADMIN_KEY))
-    return (await resp.json())["items"] == []
+    return bool((await resp.json())["items"] == [])
 
 
 async def test_a_check_key_cannot_revoke_users(make_client: Any) -> None:
