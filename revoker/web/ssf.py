@@ -51,9 +51,13 @@ CAEP: Final = "https://schemas.openid.net/secevent/caep/event-type/"
 RISC: Final = "https://schemas.openid.net/secevent/risc/event-type/"
 SESSION_REVOKED: Final = CAEP + "session-revoked"
 ACCOUNT_EVENTS: Final = (RISC + "account-disabled", RISC + "credential-compromise")
-#: Event type -> action when ``REVOKER_SSF_EVENT_ACTIONS`` does not say otherwise.
+SSF: Final = "https://schemas.openid.net/secevent/ssf/event-type/"
+#: Event type -> action when ``REVOKER_SSF_EVENT_ACTIONS`` does not say otherwise. The
+#: Shared Signals stream events (verification, stream updated) revoke nothing; they are
+#: listed so that they are counted under their own names.
 DEFAULT_ACTIONS: Final = {SESSION_REVOKED: "session", ACCOUNT_EVENTS[0]: "subject",
-                          ACCOUNT_EVENTS[1]: "subject"}
+                          ACCOUNT_EVENTS[1]: "subject", SSF + "verification": "ignore",
+                          SSF + "stream-updated": "ignore"}
 #: The metric's label for event types that have no action (unbounded otherwise).
 OTHER_EVENT: Final = "other"
 #: TokenError reason -> RFC 8935 section 2.4 error code; any other is invalid_request.

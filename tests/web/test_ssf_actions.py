@@ -168,3 +168,14 @@ async def test_every_event_is_counted_by_type_and_outcome(make_client: Any,
     _, after = await scrape(client)
     assert value(after, METRIC, event_type=unknown) == 0
     assert await records(client) == [("sid", "session-9"), ("sub", "user-1")]
+
+
+async def test_stream_verification_events_are_accepted_and_counted(make_client: Any,
+                                                                   issuers: Issuers) -> None:
+    verification = "https://schemas.openid.net/secevent/ssf/event-type/verification"
+    client = await make_client("memory://", **issuers.env)
+    _, before = await scrape(client)
+    token = make_set(issuers, {verification: {"state": "VGhpcyBpcyBhbiBleGFtcGxl"}})
+    assert (await push(client, token)).status == 202
+    assert await records(client) == []
+    assert await counted(client, before, event_type=verification, outcome="ignored") == 1
