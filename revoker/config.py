@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 from revoker.errors import ConfigError
 
@@ -39,6 +40,11 @@ KEY_NAME_RULE: Final = "1-64 letters, digits, . _ @ -"
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _HEX64_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 _HEADER_RE: Final = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+#: What a Shared Signals event may do (``REVOKER_SSF_EVENT_ACTIONS``): revoke the session
+#: it names (``sid``; ``sub`` for a user-only subject), the user (``sub``), the client
+#: (``client``), the signing key (``kid``), or nothing.
+SSF_ACTIONS: Final = ("session", "subject", "client", "key", "ignore")
+_LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 
 T = TypeVar("T")
 
@@ -110,6 +116,13 @@ class Settings:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    public_url: str | None = None
+    gtr_clients: tuple[str, ...] = ()
+    ssf_event_actions: tuple[tuple[str, str], ...] = ()
+    ssf_poll_url: str | None = None
+    ssf_poll_token: str | None = field(default=None, repr=False)
+    ssf_poll_max_events: int = 100
+    ssf_poll_timeout_s: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,
@@ -233,6 +246,14 @@ def _cross_check(s: Settings) -> None:
         raise ConfigError(PREFIX + "WORKERS", "memory:// is single-process; use a Redis store")
     if s.check_mode == "mirror" and s.store_url.startswith("memory"):
         raise ConfigError(PREFIX + "CHECK_MODE", "mirror needs a Redis store")
+    clients = {c.client_id for c in s.oauth_clients}
+    for client_id in s.gtr_clients:
+        if client_id not in clients:
+            raise ConfigError(PREFIX + "GTR_CLIENTS",
+                              f"{client_id!r} is not a client of REVOKER_OAUTH_CLIENTS")
+    if s.ssf_poll_url and not s.oidc_issuers:
+        raise ConfigError(PREFIX + "SSF_POLL_URL", "needs REVOKER_OIDC_ISSUERS: the "
+                          "transmitter's SETs are verified with its keys")
 
 
 # -- value parsers: each raises ValueError with a message fit for the operator ------------
@@ -396,6 +417,37 @@ def _paths(text: str) -> tuple[str, ...]:
     return paths
 
 
+def _https_url(text: str) -> str:
+    """An absolute https URL without query or fragment (RFC 8414 issuer rules); plain
+    http only to a loopback host, where nothing crosses a network."""
+    parts = urlsplit(text)
+    loopback = parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS
+    if parts.scheme != "https" and not loopback:
+        raise ValueError(f"must be an https:// URL (http:// only to localhost), got {text!r}")
+    if not parts.netloc or parts.query or parts.fragment or "#" in text:
+        raise ValueError(f"must be an absolute URL without query or fragment, got {text!r}")
+    return text.rstrip("/")
+
+
+def _event_actions(text: str) -> tuple[tuple[str, str], ...]:
+    """``event-type-uri=action``, comma separated; the action is after the last ``=``."""
+    out: dict[str, str] = {}
+    for entry in _csv(text):
+        uri, sep, action = entry.rpartition("=")
+        uri, action = uri.strip(), action.strip().lower()
+        if not sep or not uri:
+            raise ValueError("each entry is event-type-uri=action")
+        if not uri.startswith(("https://", "http://", "urn:")) or any(c.isspace() for c in uri):
+            raise ValueError(f"{uri!r} is not an event type URI")
+        if action not in SSF_ACTIONS:
+            raise ValueError(f"unknown action {action!r} for {uri}; "
+                             f"actions: {', '.join(SSF_ACTIONS)}")
+        if uri in out:
+            raise ValueError(f"{uri} is listed twice")
+        out[uri] = action
+    return tuple(out.items())
+
+
 _PARSERS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     PREFIX + "STORE_URL": ("store_url", _store_url),
     PREFIX + "HOST": ("host", _text),
@@ -443,4 +495,11 @@ _PARSERS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     PREFIX + "TLS_CERT": ("tls_cert", _existing_file),
     PREFIX + "TLS_KEY": ("tls_key", _existing_file),
     PREFIX + "TLS_CLIENT_CA": ("tls_client_ca", _existing_file),
+    PREFIX + "PUBLIC_URL": ("public_url", _https_url),
+    PREFIX + "GTR_CLIENTS": ("gtr_clients", _csv),
+    PREFIX + "SSF_EVENT_ACTIONS": ("ssf_event_actions", _event_actions),
+    PREFIX + "SSF_POLL_URL": ("ssf_poll_url", _https_url),
+    PREFIX + "SSF_POLL_TOKEN": ("ssf_poll_token", _text),
+    PREFIX + "SSF_POLL_MAX_EVENTS": ("ssf_poll_max_events", _int_range(1, 10_000)),
+    PREFIX + "SSF_POLL_TIMEOUT": ("ssf_poll_timeout_s", _float_range(1, 3600)),
 }

@@ -163,3 +163,11 @@ STREAMS_REFUSED = Counter("revoker_streams_refused", "Event streams refused beca
                           "worker already served REVOKER_MAX_STREAMS")
 STREAMS_LAGGING = Counter("revoker_streams_lagging", "Event streams disconnected because "
                           "their consumer fell too far behind (they resume by Last-Event-ID)")
+
+# -- Shared Signals and Global Token Revocation ------------------------------------------
+SSF_EVENTS = Counter("revoker_ssf_events", "Shared Signals events received, by event type "
+                     "(the configured and default types; 'other' for the rest), outcome "
+                     "(applied, ignored, refused) and delivery (push, poll)",
+                     ["event_type", "outcome", "delivery"])
+SSF_POLLS = Counter("revoker_ssf_polls", "Poll requests (RFC 8936) to the Shared Signals "
+                    "transmitter, by result (ok, error)", ["result"])

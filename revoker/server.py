@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import web
 
 from revoker import logs
+from revoker.cli.common import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from revoker.config import Settings
 from revoker.errors import ConfigError, StoreError
 
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 #: A worker that dies sooner than this after its start counts as a crash loop.
 STARTUP_GRACE_S: Final = 5.0
 MAX_FAST_CRASHES: Final = 5
@@ -108,7 +108,7 @@ def serve_process(settings: Settings, *, index: int, multiprocess: bool) -> None
 async def _serve(settings: Settings, *, index: int, multiprocess: bool) -> None:
     # Imported here: in a worker, only now may prometheus_client be imported.
     from revoker import active
-    from revoker.web import fastlane, transport
+    from revoker.web import fastlane, ssf_poll, transport
     from revoker.web.app import create_app
     from revoker.web.health import METRICS_REGISTRY
 
@@ -117,6 +117,7 @@ async def _serve(settings: Settings, *, index: int, multiprocess: bool) -> None:
         app[METRICS_REGISTRY] = _multiprocess_registry()
     if index == 0:
         active.install(app)  # one sampler for the whole service
+        ssf_poll.install(app)  # one Shared Signals poller (when configured)
     runner = fastlane.LaneRunner(app, handle_signals=False,
                                  access_log=logging.getLogger(transport.__name__),
                                  access_log_class=transport.AnswerTracker,

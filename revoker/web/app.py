@@ -22,15 +22,18 @@ from revoker.web import (
     check,
     console,
     events,
+    gtr,
     health,
     introspect,
     logout,
+    metadata,
     mirror_setup,
     oauth,
     oidc,
     openapi,
     revocations,
     ssf,
+    ssf_poll,
     stream,
     whoami,
 )
@@ -42,7 +45,8 @@ log = logging.getLogger(__name__)
 #: Every API area; each module has ``routes`` and may have ``setup(app)`` for resources.
 ROUTE_MODULES: tuple[ModuleType, ...] = (health, openapi, check, revocations, events, stream,
                                            mirror_setup, authz, introspect, logout, oauth,
-                                           oidc, ssf, whoami, console)
+                                           oidc, ssf, whoami, console, gtr, metadata,
+                                           ssf_poll)
 STARTUP_RETRY_S = 10.0
 
 

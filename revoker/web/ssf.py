@@ -1,25 +1,31 @@
-"""Shared Signals: RFC 8935 push delivery of Security Event Tokens (RFC 8417).
+"""Shared Signals: Security Event Tokens (RFC 8417) from a trusted transmitter, delivered
+by push (RFC 8935, ``POST /ssf/events``) or poll (RFC 8936, ``revoker.web.ssf_poll``).
 
-The body is one SET (``application/secevent+jwt``) signed by a trusted transmitter
-(``REVOKER_OIDC_ISSUERS``) for one of our audiences (``REVOKER_OIDC_AUDIENCE``). Events:
+Both deliveries go through ``Receiver.apply``: the SET is signed by a trusted
+transmitter (``REVOKER_OIDC_ISSUERS``) for one of our audiences
+(``REVOKER_OIDC_AUDIENCE``), and each event is then acted on as
+``REVOKER_SSF_EVENT_ACTIONS`` says, on top of these defaults (today's behaviour):
 
-- CAEP ``session-revoked``: the session's ``sid`` is revoked; a subject naming only a
+- CAEP ``session-revoked`` -> ``session``: the session's ``sid``; a subject naming only a
   user revokes that ``sub``.
-- RISC ``account-disabled`` and ``credential-compromise``: the user's ``sub`` is revoked.
+- RISC ``account-disabled`` and ``credential-compromise`` -> ``subject``: the user's ``sub``.
 
-A ``sub`` is revoked with cutoff = the SET's ``iat`` + 1 (every token issued up to when
-the transmitter spoke, at or after the event, including earlier in that second), never
-"now": applying the same SET twice (a retry after a lost response, or a replay) then
-changes nothing, so no replay state is needed. A SET older than the max token lifetime
-(plus leeway) is refused: nothing it could revoke is still valid. A kid the transmitter's
-cached JWKS does not know makes the request wait (bounded) for an immediate key read.
+Other actions: ``client`` (the ``client`` kind, from an ``application`` or ``opaque``
+subject), ``key`` (a signing key's ``kid``, from an ``opaque`` subject) and ``ignore``.
+Event types with no action are accepted and ignored, as RFC 8935 allows; every event is
+counted in ``revoker_ssf_events_total`` by type and outcome.
 
-Subjects (RFC 9493), in the event's ``subject`` member or the SET's ``sub_id`` claim:
-``iss_sub`` (sub; its iss must be the transmitter or ``REVOKER_JWT_ISSUER``), ``opaque``
-(a session id for session-revoked, a user id otherwise), ``email`` (matches tokens whose
-``sub`` is the address) and ``complex`` (``session`` -> sid, ``user`` -> sub).
-Other event types are accepted and ignored, as RFC 8935 allows. Errors are 400
-``{"err", "description"}`` with RFC 8935's codes.
+A ``sub`` or ``client`` is revoked with cutoff = the SET's ``iat`` + 1 (every token issued
+up to when the transmitter spoke, including earlier in that second), never "now":
+applying the same SET twice (a retry after a lost response, a redelivery, a replay) then
+changes nothing, and SETs applied out of order end with the same state, so no replay state
+is needed. A SET older than the max token lifetime (plus leeway) is refused: nothing it
+could revoke is still valid. A kid the transmitter's cached JWKS does not know makes the
+delivery wait (bounded) for an immediate key read.
+
+Subjects (RFC 9493), in the event's ``subject`` member or the SET's ``sub_id`` claim, are
+read by ``revoker.subjects``, shared with Global Token Revocation. Errors are RFC 8935 /
+8936 ``{"err", "description"}`` with their codes; a push answers them with a 400.
 """
 
 from __future__ import annotations
@@ -29,8 +35,12 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from revoker import metrics
+from revoker.config import Settings
 from revoker.errors import InvalidInput, TokenError
-from revoker.model import RevokeRequest, is_valid_value
+from revoker.model import RevokeRequest
+from revoker.service import Revoker
+from revoker.subjects import SubjectError, parse_subject, revocations
 from revoker.tokens import SecurityEvent, cutoff_after, security_event
 from revoker.web.idp import TRUSTED, TrustedIssuers, ensure
 from revoker.web.schemas import JSON, PUBLIC, problems
@@ -43,6 +53,15 @@ CAEP: Final = "https://schemas.openid.net/secevent/caep/event-type/"
 RISC: Final = "https://schemas.openid.net/secevent/risc/event-type/"
 SESSION_REVOKED: Final = CAEP + "session-revoked"
 ACCOUNT_EVENTS: Final = (RISC + "account-disabled", RISC + "credential-compromise")
+SSF: Final = "https://schemas.openid.net/secevent/ssf/event-type/"
+#: Event type -> action when ``REVOKER_SSF_EVENT_ACTIONS`` does not say otherwise. The
+#: Shared Signals stream events (verification, stream updated) revoke nothing; they are
+#: listed so that they are counted under their own names.
+DEFAULT_ACTIONS: Final = {SESSION_REVOKED: "session", ACCOUNT_EVENTS[0]: "subject",
+                          ACCOUNT_EVENTS[1]: "subject", SSF + "verification": "ignore",
+                          SSF + "stream-updated": "ignore"}
+#: The metric's label for event types that have no action (unbounded otherwise).
+OTHER_EVENT: Final = "other"
 #: TokenError reason -> RFC 8935 section 2.4 error code; any other is invalid_request.
 PUSH: Final = Operation(
     "Shared Signals push delivery (RFC 8935) of a Security Event Token", "logout", PUBLIC,
@@ -59,10 +78,6 @@ ERROR_CODES: Final = {"untrusted issuer": "invalid_issuer", "unknown key": "inva
                       "wrong audience": "invalid_audience"}
 
 
-def setup(app: web.Application) -> None:
-    ensure(app)
-
-
 class SetError(Exception):
     """An RFC 8935 section 2.4 error: ``err`` code and a description."""
 
@@ -71,15 +86,84 @@ class SetError(Exception):
         self.err = err
         self.description = description
 
+    def as_json(self) -> dict[str, str]:
+        return {"err": self.err, "description": self.description}
+
+
+def event_actions(settings: Settings) -> dict[str, str]:
+    """The defaults, overridden event type by event type by the configuration."""
+    return {**DEFAULT_ACTIONS, **dict(settings.ssf_event_actions)}
+
 
 @dataclass(frozen=True, slots=True)
-class Subject:
-    sub: str | None = None
-    sid: str | None = None
+class Planned:
+    """One event of a SET: its metric label, what happens to it, what it revokes."""
+
+    label: str
+    outcome: str
+    wanted: list[RevokeRequest]
 
 
-def refuse(exc: SetError) -> web.Response:
-    return web.json_response({"err": exc.err, "description": exc.description}, status=400)
+@dataclass(frozen=True, slots=True)
+class Receiver:
+    """Everything applying a SET needs, built once per application; push and poll
+    delivery both call ``apply``, so both validate and act identically."""
+
+    service: Revoker
+    trusted: TrustedIssuers
+    actions: dict[str, str]
+    jwt_issuer: str | None
+
+    async def apply(self, token: str, *, delivery: str) -> None:
+        """Verify the SET and make its revocations; raises ``SetError`` when it is
+        refused (nothing is revoked then) and ``StoreError`` when the store fails."""
+        now = self.service.clock()
+        signal = await verify_set(token, self.trusted, now=now)
+        issuers = frozenset(i for i in (signal.issuer, self.jwt_issuer) if i)
+        planned = self.plan(signal, now=now, issuers=issuers, delivery=delivery)
+        wanted = [request for event in planned for request in event.wanted]
+        if wanted:
+            outcomes = await self.service.revoke_many(
+                wanted, actor="ssf:" + signal.issuer[:200], source="ssf")
+            bad = [o for o in outcomes if isinstance(o, InvalidInput)]
+            if bad:
+                raise SetError("invalid_request", str(bad[0]))
+        for event in planned:
+            metrics.SSF_EVENTS.labels(event_type=event.label, outcome=event.outcome,
+                                      delivery=delivery).inc()
+
+    def plan(self, signal: SecurityEvent, *, now: float, issuers: frozenset[str],
+             delivery: str) -> list[Planned]:
+        """Every event's action, decided before anything is revoked: one unusable event
+        refuses the whole SET (RFC 8935 answers for the SET, not per event)."""
+        cutoff = cutoff_after(signal.iat, now=now)
+        planned = []
+        for event_type, event in signal.events.items():
+            action = self.actions.get(event_type, "ignore")
+            label = event_type if event_type in self.actions else OTHER_EVENT
+            if action == "ignore":
+                planned.append(Planned(label, "ignored", []))
+                continue
+            try:
+                subject = parse_subject(_raw_subject(event, signal.payload), issuers=issuers)
+                wanted = revocations(subject, action, cutoff=cutoff,
+                                     reason=event_type.rsplit("/", 1)[-1])
+            except SubjectError as exc:
+                metrics.SSF_EVENTS.labels(event_type=label, outcome="refused",
+                                          delivery=delivery).inc()
+                raise SetError("invalid_request", exc.description) from None
+            planned.append(Planned(label, "applied", wanted))
+        return planned
+
+
+def _raw_subject(event: Any, payload: dict[str, Any]) -> Any:
+    """The event's ``subject`` (CAEP / RISC), else the SET's ``sub_id`` (SSF 1.0)."""
+    subject = event.get("subject") if isinstance(event, dict) else None
+    if subject is None:
+        subject = payload.get("sub_id")
+    if subject is None:
+        raise SubjectError("malformed", "the event has no subject")
+    return subject
 
 
 async def verify_set(token: str, trusted: TrustedIssuers, *, now: float) -> SecurityEvent:
@@ -93,95 +177,36 @@ async def verify_set(token: str, trusted: TrustedIssuers, *, now: float) -> Secu
         raise SetError(ERROR_CODES.get(exc.reason, "invalid_request"), exc.reason) from None
 
 
-def subject_of(event: Any, payload: dict[str, Any], *, session_event: bool,
-               issuers: frozenset[str]) -> Subject:
-    subject = event.get("subject") if isinstance(event, dict) else None
-    if subject is None:
-        subject = payload.get("sub_id")
-    if not isinstance(subject, dict):
-        raise SetError("invalid_request", "the event has no subject")
-    return _subject(subject, session_event=session_event, issuers=issuers)
+RECEIVER = web.AppKey("ssf_receiver", Receiver)
 
 
-def _subject(subject: dict[str, Any], *, session_event: bool,
-             issuers: frozenset[str]) -> Subject:
-    fmt = subject.get("format")
-    if fmt == "iss_sub":
-        if subject.get("iss") not in issuers:
-            raise SetError("invalid_request", "the subject's iss issues no tokens checked here")
-        return Subject(sub=_value(subject, "sub"))
-    if fmt == "opaque":
-        value = _value(subject, "id")
-        return Subject(sid=value) if session_event else Subject(sub=value)
-    if fmt == "email":
-        return Subject(sub=_value(subject, "email"))
-    if fmt == "complex":
-        user, session = subject.get("user"), subject.get("session")
-        if not isinstance(user, dict) and not isinstance(session, dict):
-            raise SetError("invalid_request", "a complex subject needs user or session")
-        found_user = _subject(user, session_event=False, issuers=issuers) \
-            if isinstance(user, dict) else Subject()
-        found_session = _subject(session, session_event=True, issuers=issuers) \
-            if isinstance(session, dict) else Subject()
-        return Subject(sub=found_user.sub, sid=found_session.sid or found_session.sub)
-    raise SetError("invalid_request", f"unsupported subject format {str(fmt)[:40]!r}")
+def setup(app: web.Application) -> None:
+    ensure(app)
+    settings = app[SETTINGS]
+    app[RECEIVER] = Receiver(app[SERVICE], app[TRUSTED], event_actions(settings),
+                             settings.jwt_issuer)
 
 
-def _value(subject: dict[str, Any], name: str) -> str:
-    value = subject.get(name)
-    if not isinstance(value, str) or not is_valid_value(value):
-        raise SetError("invalid_request", f"the subject's {name} is missing or invalid")
-    return value
-
-
-def revocations(signal: SecurityEvent, *, now: float, issuers: frozenset[str]
-                ) -> list[RevokeRequest]:
-    cutoff = cutoff_after(signal.iat, now=now)
-    payload = signal.payload
-    wanted: list[RevokeRequest] = []
-    for event_type, event in signal.events.items():
-        if event_type not in ACCOUNT_EVENTS and event_type != SESSION_REVOKED:
-            continue
-        session_event = event_type == SESSION_REVOKED
-        subject = subject_of(event, payload, session_event=session_event, issuers=issuers)
-        reason = event_type.rsplit("/", 1)[-1]
-        if session_event and subject.sid is not None:
-            wanted.append(RevokeRequest(kind="sid", value=subject.sid, reason=reason))
-        elif subject.sub is not None:
-            wanted.append(RevokeRequest(kind="sub", value=subject.sub, issued_before=cutoff,
-                                        reason=reason))
-        else:
-            raise SetError("invalid_request", f"{reason} needs a user subject")
-    return wanted
+def refuse(exc: SetError) -> web.Response:
+    return web.json_response(exc.as_json(), status=400)
 
 
 @routes.post("/ssf/events")
 @declare(PUSH)
 async def receive(request: web.Request) -> web.Response:
     try:
-        return await _receive(request)
+        token = await _read_set(request)
+        await request.app[RECEIVER].apply(token, delivery="push")
     except SetError as exc:
         return refuse(exc)
+    return web.Response(status=202)
 
 
-async def _receive(request: web.Request) -> web.Response:
+async def _read_set(request: web.Request) -> str:
     if request.content_type != SET_TYPE:
         raise SetError("invalid_request", f"the body must be {SET_TYPE}")
     raw = await request.read()
     try:
-        token = raw.decode("ascii").strip()
+        return raw.decode("ascii").strip()
     except UnicodeDecodeError:
         raise SetError("invalid_request", "the body is not a compact JWS") from None
-    service, trusted = request.app[SERVICE], request.app[TRUSTED]
-    now = service.clock()
-    signal = await verify_set(token, trusted, now=now)
-    issuer = signal.issuer
-    settings = request.app[SETTINGS]
-    issuers = frozenset(i for i in (issuer, settings.jwt_issuer) if i)
-    wanted = revocations(signal, now=now, issuers=issuers)
-    if wanted:
-        outcomes = await service.revoke_many(wanted, actor="ssf:" + issuer[:200], source="ssf")
-        bad = [o for o in outcomes if isinstance(o, InvalidInput)]
-        if bad:
-            raise SetError("invalid_request", str(bad[0]))
-    return web.Response(status=202)
