@@ -24,7 +24,6 @@ from revoker.web import (
     health,
     introspect,
     logout,
-    mirror_setup,
     oauth,
     oidc,
     openapi,
@@ -40,8 +39,7 @@ log = logging.getLogger(__name__)
 
 #: Every API area; each module has ``routes`` and may have ``setup(app)`` for resources.
 ROUTE_MODULES: tuple[ModuleType, ...] = (health, openapi, check, revocations, events, stream,
-                                           mirror_setup, authz, introspect, logout, oauth,
-                                           oidc, ssf, whoami)
+                                           authz, introspect, logout, oauth, oidc, ssf, whoami)
 STARTUP_RETRY_S = 10.0
 
 
@@ -49,7 +47,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
                clock: Callable[[], float] = time.time) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES,
                           client_max_size=settings.max_body_bytes)
-    store = store or open_store(settings)
+    store = store or open_store(settings, clock=clock)
     app[SETTINGS] = settings
     app[STORE] = store
     app[KEYRING] = KeyRing(settings.api_keys)

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from revoker.metrics import flush as flush_tallies
 from revoker.web.jsonio import respond
 from revoker.web.problem import RETRY_AFTER_S, problem
-from revoker.web.state import READINESS, STORE
+from revoker.web.state import READINESS, SERVICE
 
 routes = web.RouteTableDef()
 
@@ -23,9 +23,9 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     """Ready when the store answers and every piece of local state is in sync."""
-    health = await request.app[STORE].health()
-    checks: dict[str, Any] = {"store": health.detail}
-    ok = health.ok
+    health = await request.app[SERVICE].health()
+    checks: dict[str, Any] = {"store": health.detail, **health.local}
+    ok = health.ok and health.local_ok
     for probe in request.app[READINESS]:
         probe_ok, name, detail = await probe()
         checks[name] = detail
