@@ -157,9 +157,12 @@ class ClusterStore(RedisStore):
 
     # -- reads ---------------------------------------------------------------------------
 
-    async def _mget(self, client: Any, keys: Sequence[str | bytes]) -> list[Any]:
-        found: list[Any] = await client.mget_nonatomic(keys)
-        return found
+    async def _get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
+        """Keys span slots, so no one script can read them: MGET per slot, then the
+        expiry of the hits (rare) in one pipeline."""
+        keys = [self.key(kind, value) for kind, value in pairs]
+        raw = await self.client.mget_nonatomic(keys)
+        return await self._decode(self.client, pairs, raw)
 
     def _shards(self) -> list[ClusterNode]:
         """Primaries ordered by the first slot they serve: stable across a failover (of

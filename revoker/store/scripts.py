@@ -25,4 +25,5 @@ def _load(name: str) -> Script:
 
 UPSERT: Final = _load("upsert")
 DELETE: Final = _load("delete")
-SCRIPTS: Final = (UPSERT, DELETE)
+LOOKUP: Final = _load("lookup")
+SCRIPTS: Final = (UPSERT, DELETE, LOOKUP)
