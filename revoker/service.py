@@ -19,6 +19,7 @@ from revoker.model import Claims, Event, Lifetimes, Record, RevokeRequest, build
 from revoker.store import Store, StoreHealth
 from revoker.store.base import EventPage
 from revoker.store.feed import EventFeed, Subscription
+from revoker.store.keys import replay_suffix
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,13 @@ class Revoker:
         following page starts, whether or not anything matched."""
         return await self.store.search_events(after=after, limit=limit, kind=kind,
                                               value=value, actor=actor)
+
+    async def remember_once(self, tag: str, scope: str, token_id: str,
+                            expires_at: int) -> bool:
+        """Replay protection for logout tokens (``tag`` "bcl") and Security Event Tokens
+        ("set"): True the first time ``token_id`` of ``scope`` (an issuer) is seen, False
+        while it is remembered (until ``expires_at``)."""
+        return await self.store.remember_once(replay_suffix(tag, scope, token_id), expires_at)
 
     async def health(self) -> StoreHealth:
         """The store's health, with any local state it keeps (a mirror) and whether that

@@ -199,8 +199,8 @@ class Store(ABC):
     async def _bounded(self, awaitable: Awaitable[T], *, operation: str,
                        timeout_s: float | None = None, lane: Lane | None = None) -> T:
         """Every store call is bounded so that a check never hangs on a stuck store, and
-        timed here, where it happens: one observation per round trip (a coalesced MGET
-        for many checks is one lookup; a check answered by the mirror is none). With a
+        timed here, where it happens: one observation per round trip (a batched lookup
+        for many checks is one; a check answered by the mirror is none). With a
         ``lane``, the wait for one of its connections counts against the same bound."""
         started = time.perf_counter()
         deadline = asyncio.get_running_loop().time() + (

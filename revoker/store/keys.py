@@ -18,6 +18,14 @@ EVENTS: Final = "events"
 _GLOB_SPECIAL: Final = frozenset("*?[]\\")
 
 
+def replay_suffix(tag: str, scope: str, token_id: str) -> str:
+    """The part after the prefix of a replay guard: ``{tag}:{scope}:{token_id}``, where
+    ``tag`` is one of ``REPLAY_TAGS`` and ``scope`` names the issuer."""
+    if tag not in REPLAY_TAGS:
+        raise ValueError(f"unknown replay tag {tag!r}")
+    return f"{tag}:{scope}:{token_id}"
+
+
 def glob_escape(text: str) -> str:
     """``text`` as a literal inside a SCAN MATCH pattern."""
     return "".join("\\" + ch if ch in _GLOB_SPECIAL else ch for ch in text)

@@ -1,8 +1,10 @@
 """``redis://`` and ``rediss://``: the production store, on redis.asyncio with hiredis.
 
-Layout (stable, see the contract): ``{prefix}{kind}:{value}`` holds the record as compact
-JSON with an absolute expiry (EXAT) equal to ``expires_at``; ``{prefix}events`` is a
-capped stream of events. The merge on re-revoke runs in one Lua script so that two
+Layout (stable, see the contract; key names from ``revoker.store.keys``):
+``{prefix}{kind}:{value}`` holds the record's fields that the key and its expiry do not
+already carry, as compact JSON (``revoker.store.codec``), with an absolute expiry (EXAT)
+equal to ``expires_at``; ``{prefix}events`` is a capped stream of events carrying full
+records. The merge on re-revoke runs in one Lua script (``lua/upsert.lua``) so that two
 concurrent revokers of the same key can never shorten it.
 """
 
@@ -63,9 +65,9 @@ def connection_options(timeout_s: float) -> dict[str, Any]:
     Every store call is already bounded by ``Store._bounded`` (``REVOKER_STORE_TIMEOUT``),
     which cancels the call; redis-py then drops the connection, so no reply can be read
     by the wrong command. A redis-py socket timeout would only repeat that bound, and on
-    Python 3.11 it costs an ``asyncio.wait_for`` task on every command sent. The mirror's
-    own connections, which are not used through ``_bounded``, keep one
-    (``revoker.mirror``).
+    Python 3.11 it costs an ``asyncio.wait_for`` task on every command sent. The blocking
+    event tail (``open_tail``, used by the event feed and the mirror) is bounded the same
+    way, by its block time plus the store timeout.
     """
     return {
         "socket_connect_timeout": max(timeout_s, 0.1),

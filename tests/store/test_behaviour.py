@@ -539,3 +539,14 @@ async def test_service_exposes_the_filters(store: Store) -> None:
     page = await svc.search_events(after=None, limit=10, actor="dev")
     assert [e.record.value for e in page.events] == ["x*2"]
     assert (await svc.health()).ok
+
+
+async def test_service_replay_guard(store: Store) -> None:
+    svc = service(store)
+    until = int(time.time()) + 60
+    assert await svc.remember_once("bcl", "issuer-a", "t-1", until)
+    assert not await svc.remember_once("bcl", "issuer-a", "t-1", until)
+    assert await svc.remember_once("bcl", "issuer-b", "t-1", until)
+    assert await svc.remember_once("set", "issuer-a", "t-1", until)
+    with pytest.raises(ValueError, match="unknown replay tag"):
+        await svc.remember_once("jti", "issuer-a", "t-1", until)
