@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from revoker import keys
-from revoker.mirror import Mirror
 from revoker.model import Lifetimes, RevokeRequest
 from revoker.service import Revoker
+from revoker.store.mirror import MirrorStore as Mirror
 from revoker.store.redis import RedisStore
 from tests.redis_proc import RedisProcess
 

@@ -9,18 +9,17 @@ client can do to this process makes a revoked token acceptable.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from revoker import metrics
 from revoker.errors import InvalidInput, StoreError, StoreUnavailable
 from revoker.model import Claims, Event, Lifetimes, Record, RevokeRequest, build_record, matching
-from revoker.store import Store
+from revoker.store import Store, StoreHealth
+from revoker.store.base import EventPage
 from revoker.store.feed import EventFeed, Subscription
-
-Lookup = Callable[[Sequence[tuple[str, str]]], Awaitable[list[Record | None]]]
+from revoker.store.keys import replay_suffix
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,62 +44,26 @@ class CheckResult:
 
 
 class Revoker:
-    """The service: one per process, shared by every handler."""
+    """The service: one per process, shared by every handler.
+
+    How checks read (batched per loop turn, or from a local mirror) is the store's
+    business, decided where it is opened (``revoker.store.open_store``)."""
 
     def __init__(self, store: Store, *, lifetimes: Lifetimes, fail_mode: str = "closed",
-                 clock: Callable[[], float] = time.time, lookup: Lookup | None = None) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.lifetimes = lifetimes
         self.fail_mode = fail_mode
         self.clock = clock
-        #: Where checks read from: the store itself, or a local mirror of it.
-        self.lookup: Lookup = lookup or store.get_many
-        #: When set, single revokes arriving in one turn of the event loop are written in
-        #: one pipelined batch (each still answered only after its own write).
-        self.batch_revokes = False
-        self._pending: dict[tuple[str | None, str], list[tuple[
-            RevokeRequest, asyncio.Future[Revoked | InvalidInput]]]] = {}
         #: The one tail of the events stream that every event stream of this process shares.
         self.feed = EventFeed(store)
 
     async def revoke(self, request: RevokeRequest, *, actor: str | None,
                      source: str = "api") -> Revoked:
-        if self.batch_revokes:
-            outcome = await self._batched(request, actor=actor, source=source)
-        else:
-            outcome = (await self.revoke_many([request], actor=actor, source=source))[0]
+        outcome = (await self.revoke_many([request], actor=actor, source=source))[0]
         if isinstance(outcome, InvalidInput):
             raise outcome
         return outcome
-
-    def _batched(self, request: RevokeRequest, *, actor: str | None,
-                 source: str) -> asyncio.Future[Revoked | InvalidInput]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Revoked | InvalidInput] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
-        self._pending.setdefault((actor, source), []).append((request, future))
-        return future
-
-    def _flush(self) -> None:
-        pending, self._pending = self._pending, {}
-        for (actor, source), items in pending.items():
-            task = asyncio.ensure_future(self._write_batch(items, actor=actor, source=source))
-            _BACKGROUND.add(task)
-            task.add_done_callback(_BACKGROUND.discard)
-
-    async def _write_batch(self, items: list[tuple[RevokeRequest, asyncio.Future[
-            Revoked | InvalidInput]]], *, actor: str | None, source: str) -> None:
-        try:
-            outcomes = await self.revoke_many([r for r, _ in items], actor=actor, source=source)
-        except Exception as exc:
-            for _, future in items:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), outcome in zip(items, outcomes, strict=True):
-            if not future.done():
-                future.set_result(outcome)
 
     async def revoke_many(self, requests: Sequence[RevokeRequest], *, actor: str | None,
                           source: str = "api") -> list[Revoked | InvalidInput]:
@@ -133,7 +96,7 @@ class Revoker:
         """The hot path (one token): ``check_many``'s rules without the batch bookkeeping."""
         pairs = claims.lookups()
         try:
-            found = await self.lookup(pairs) if pairs else []
+            found = await self.store.get_many(pairs) if pairs else []
         except StoreError as exc:
             return self._unknown(exc, 1)[0]
         matches = matching(claims, found)
@@ -144,7 +107,7 @@ class Revoker:
         """``check`` of a bare jti, the question gateways ask most: no claims to build, and
         a jti record matches whatever the token's iat."""
         try:
-            (record,) = await self.lookup((("jti", jti),))
+            (record,) = await self.store.get_many((("jti", jti),))
         except StoreError as exc:
             return self._unknown(exc, 1)[0]
         if record is None:
@@ -166,7 +129,7 @@ class Revoker:
         """All kinds of all items are fetched in one lookup."""
         pairs = [pair for claims in items for pair in claims.lookups()]
         try:
-            found = await self.lookup(pairs) if pairs else []
+            found = await self.store.get_many(pairs) if pairs else []
         except StoreError as exc:
             return self._unknown(exc, len(items))
         results, offset = [], 0
@@ -187,12 +150,37 @@ class Revoker:
             metrics.UNREVOCATIONS.labels(kind=kind).inc()
         return record
 
-    async def list_records(self, *, kind: str | None, cursor: str | None,
-                   limit: int) -> tuple[list[Record], str | None]:
-        return await self.store.scan(kind=kind, cursor=cursor, limit=limit)
+    async def list_records(self, *, kind: str | None = None, cursor: str | None = None,
+                           limit: int, prefix: str | None = None,
+                           actor: str | None = None) -> tuple[list[Record], str | None]:
+        """A page of live records: ``prefix`` is the literal start of the value, ``actor``
+        an exact match. A filtered page may be short (even empty) with a cursor: pages
+        examine a bounded number of records."""
+        return await self.store.scan(kind=kind, prefix=prefix, actor=actor, cursor=cursor,
+                                     limit=limit)
 
     async def events(self, *, after: str | None, limit: int) -> list[Event]:
         return await self.store.events(after=after, limit=limit)
+
+    async def search_events(self, *, after: str | None, limit: int, kind: str | None = None,
+                            value: str | None = None,
+                            actor: str | None = None) -> EventPage:
+        """A page of the audit log with exact-match filters; its ``next`` is where the
+        following page starts, whether or not anything matched."""
+        return await self.store.search_events(after=after, limit=limit, kind=kind,
+                                              value=value, actor=actor)
+
+    async def remember_once(self, tag: str, scope: str, token_id: str,
+                            expires_at: int) -> bool:
+        """Replay protection for logout tokens (``tag`` "bcl") and Security Event Tokens
+        ("set"): True the first time ``token_id`` of ``scope`` (an issuer) is seen, False
+        while it is remembered (until ``expires_at``)."""
+        return await self.store.remember_once(replay_suffix(tag, scope, token_id), expires_at)
+
+    async def health(self) -> StoreHealth:
+        """The store's health, with any local state it keeps (a mirror) and whether that
+        is in sync."""
+        return await self.store.health()
 
     async def subscribe(self) -> Subscription:
         """Live events from now on (``Subscription.history`` adds the past)."""
@@ -206,7 +194,6 @@ class Revoker:
         await self.feed.close()
 
 
-_BACKGROUND: set[asyncio.Task[None]] = set()
 #: Metric children resolved once: ``labels()`` on every check costs more than the count.
 _CHECKS_OK = metrics.fast_counter(metrics.CHECKS.labels(result="ok"))
 _CHECKS_REVOKED = metrics.fast_counter(metrics.CHECKS.labels(result="revoked"))

@@ -1,11 +1,16 @@
-"""Stores, chosen by URL scheme: ``open_store(url)`` is the only constructor callers need.
+"""Stores, chosen by URL scheme: ``open_store(settings)`` is the only constructor callers
+need.
 
 A plain dict maps each scheme to a factory, so the way a URL becomes a backend is
-visible here rather than hidden in a registry.
+visible here rather than hidden in a registry. The read path is chosen here too, once:
+a shared store gets per-turn batching of lookups and revokes (``BatchingStore``) and, with
+``REVOKER_CHECK_MODE=mirror``, a local mirror in front (``MirrorStore``); a
+single-process store (``memory://``) is used as it is.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -64,8 +69,9 @@ BACKENDS: dict[str, Callable[[Settings], Store]] = {
 }
 
 
-def open_store(settings: Settings) -> Store:
-    """Build (not yet connect) the store named by ``settings.store_url``."""
+def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) -> Store:
+    """Build (not yet connect) the store named by ``settings.store_url``, with its read
+    path; ``clock`` is what the mirror expires records by."""
     scheme = settings.store_url.partition("://")[0]
     try:
         factory = BACKENDS[scheme]
@@ -73,4 +79,14 @@ def open_store(settings: Settings) -> Store:
         from revoker.errors import ConfigError
 
         raise ConfigError("REVOKER_STORE_URL", f"no store backend for {scheme}://") from None
-    return factory(settings)
+    store = factory(settings)
+    if store.single_process:
+        return store
+    from revoker.store.batcher import BatchingStore
+
+    store = BatchingStore(store)
+    if settings.check_mode == "mirror":
+        from revoker.store.mirror import MirrorStore
+
+        store = MirrorStore(store, clock=clock)
+    return store

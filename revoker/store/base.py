@@ -18,6 +18,7 @@ from typing import Any, Final, TypeVar
 from revoker import metrics
 from revoker.errors import StoreBusy, StoreError, StoreUnavailable
 from revoker.model import Event, Record, parse_stream_id
+from revoker.store.keys import Keys
 
 T = TypeVar("T")
 
@@ -37,10 +38,80 @@ class StoreHealth:
     ok: bool
     detail: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: Local state kept in step with the store (a mirror), by name: each is ready or not
+    #: (``local_ok``), and readiness fails while one is not, though the store answers.
+    local: dict[str, Any] = field(default_factory=dict)
+    local_ok: bool = True
 
 
 #: Concurrent calls of the cold lane (listings, event pages, health, start-up checks).
 COLD_POOL_SIZE: Final = 4
+#: Events one search page examines at most, however few of them match: a filter that
+#: matches nothing costs a bounded amount of work per page, and paging continues.
+EVENTS_EXAMINED_PER_PAGE: Final = 5000
+#: Events read per stream call while searching.
+EVENTS_READ_CHUNK: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFilter:
+    """What a listing keeps: ``prefix`` is the literal start of the value, ``actor`` an
+    exact match. Backends narrow by kind and prefix in the store (SCAN MATCH) where they
+    can, and apply the whole filter to what they read."""
+
+    kind: str | None = None
+    prefix: str | None = None
+    actor: str | None = None
+
+    def matches(self, record: Record) -> bool:
+        return ((self.kind is None or record.kind == self.kind)
+                and (not self.prefix or record.value.startswith(self.prefix))
+                and (self.actor is None or record.actor == self.actor))
+
+    def matches_key(self, kind: str, value: str) -> bool:
+        """The part of the filter a key alone can answer."""
+        return ((self.kind is None or kind == self.kind)
+                and (not self.prefix or value.startswith(self.prefix)))
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Exact matches on the event's record."""
+
+    kind: str | None = None
+    value: str | None = None
+    actor: str | None = None
+
+    def matches(self, event: Event) -> bool:
+        record = event.record
+        return ((self.kind is None or record.kind == self.kind)
+                and (self.value is None or record.value == self.value)
+                and (self.actor is None or record.actor == self.actor))
+
+    @property
+    def empty(self) -> bool:
+        return self.kind is None and self.value is None and self.actor is None
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """A page of matching events and where the next page starts: the last event examined
+    (or the position asked for, when there was nothing after it), so a client that pages
+    with ``next`` never misses an event nor sees one twice, even when few match."""
+
+    events: list[Event]
+    next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """What the events stream holds: enough for a follower to tell whether events it has
+    not read were trimmed away (``added`` is None where the store cannot count)."""
+
+    first_id: str | None
+    last_id: str
+    added: int | None
+    length: int
 
 
 class Lane:
@@ -110,6 +181,7 @@ class Store(ABC):
     def __init__(self, *, prefix: str, timeout_s: float, events_maxlen: int,
                  pool_size: int | None = None, cold_pool_size: int | None = None) -> None:
         self.prefix = prefix
+        self.keys = Keys(prefix)
         self.timeout_s = timeout_s
         self.events_maxlen = events_maxlen
         #: Checks, authz and revokes: lookups, upserts, deletes, ``remember_once``.
@@ -118,17 +190,17 @@ class Store(ABC):
         self.cold = Lane("cold", cold_pool_size)
 
     def key(self, kind: str, value: str) -> str:
-        return f"{self.prefix}{kind}:{value}"
+        return self.keys.record(kind, value)
 
     @property
     def events_key(self) -> str:
-        return f"{self.prefix}events"
+        return self.keys.events
 
     async def _bounded(self, awaitable: Awaitable[T], *, operation: str,
                        timeout_s: float | None = None, lane: Lane | None = None) -> T:
         """Every store call is bounded so that a check never hangs on a stuck store, and
-        timed here, where it happens: one observation per round trip (a coalesced MGET
-        for many checks is one lookup; a check answered by the mirror is none). With a
+        timed here, where it happens: one observation per round trip (a batched lookup
+        for many checks is one; a check answered by the mirror is none). With a
         ``lane``, the wait for one of its connections counts against the same bound."""
         started = time.perf_counter()
         deadline = asyncio.get_running_loop().time() + (
@@ -199,15 +271,20 @@ class Store(ABC):
         return await self._bounded(self._delete(kind, value, at), operation="delete",
                                    lane=self.hot)
 
-    async def scan(self, *, kind: str | None, cursor: str | None,
+    async def scan(self, *, kind: str | None = None, prefix: str | None = None,
+                   actor: str | None = None, cursor: str | None = None,
                    limit: int) -> tuple[list[Record], str | None]:
-        """A page of live records; the cursor is opaque and ``None`` at the end. A cursor
-        this backend could not have returned is the caller's error, found before any store
-        call (Redis would refuse it as if it were failing)."""
+        """A page of live records, at most ``limit``, filtered (see ``RecordFilter``); the
+        cursor is opaque and ``None`` at the end. A page examines a bounded number of keys,
+        so a filtered page may hold fewer records (even none) and still have a cursor. A
+        cursor this backend could not have returned is the caller's error, found before
+        any store call (Redis would refuse it as if it were failing)."""
         if cursor:
             self._check_cursor(cursor)
-        return await self._bounded(self._scan(kind, cursor, limit), operation="scan",
-                                   timeout_s=self._write_timeout(limit), lane=self.cold)
+        wanted = RecordFilter(kind=kind, prefix=prefix or None, actor=actor)
+        return await self._bounded(self._scan(wanted, cursor, limit), operation="scan",
+                                   timeout_s=self._write_timeout(max(limit, 1000)),
+                                   lane=self.cold)
 
     async def events(self, *, after: str | None, limit: int) -> list[Event]:
         """A page of events strictly after ``after`` (oldest first), without waiting:
@@ -217,8 +294,42 @@ class Store(ABC):
         return await self._bounded(self._events(after, limit, 0), operation="events",
                                    lane=self.cold)
 
+    async def search_events(self, *, after: str | None, limit: int, kind: str | None = None,
+                            value: str | None = None,
+                            actor: str | None = None) -> EventPage:
+        """Events after ``after`` whose record matches every filter given, oldest first;
+        at most ``EVENTS_EXAMINED_PER_PAGE`` events are examined per call."""
+        if after is not None:
+            parse_stream_id(after)
+        wanted = EventFilter(kind=kind, value=value, actor=actor)
+        return await self._bounded(self._search(after, limit, wanted), operation="events",
+                                   timeout_s=self._write_timeout(EVENTS_EXAMINED_PER_PAGE),
+                                   lane=self.cold)
+
+    async def _search(self, after: str | None, limit: int, wanted: EventFilter) -> EventPage:
+        budget = limit if wanted.empty else max(limit, EVENTS_EXAMINED_PER_PAGE)
+        found: list[Event] = []
+        position = after
+        while budget > 0 and len(found) < limit:
+            count = min(budget, EVENTS_READ_CHUNK)
+            page = await self._events(position, count, 0)
+            for event in page:
+                position = event.id
+                budget -= 1
+                if wanted.matches(event):
+                    found.append(event)
+                    if len(found) == limit:
+                        break
+            if len(page) < count:
+                break
+        return EventPage(found, position)
+
     async def last_event_id(self) -> str | None:
         return await self._bounded(self._last_event_id(), operation="events", lane=self.cold)
+
+    async def stream_state(self) -> StreamState | None:
+        """The events stream's extent and count; None when no event was ever written."""
+        return await self._bounded(self._stream_state(), operation="events", lane=self.cold)
 
     def open_tail(self) -> EventTail:
         """A blocking reader of new events; close it when done."""
@@ -228,7 +339,7 @@ class Store(ABC):
         """Mark ``{prefix}{key_suffix}`` as seen until ``expires_at``; True the first time,
         False while it is still remembered (replay protection for logout tokens and SETs).
         Atomic: of two concurrent callers, exactly one gets True."""
-        return await self._bounded(self._remember_once(self.prefix + key_suffix, expires_at),
+        return await self._bounded(self._remember_once(self.keys.replay(key_suffix), expires_at),
                                    operation="remember", lane=self.hot)
 
     async def _remember_once(self, key: str, expires_at: int) -> bool:
@@ -257,7 +368,7 @@ class Store(ABC):
         listings return, within the bounds its store accepts."""
 
     @abstractmethod
-    async def _scan(self, kind: str | None, cursor: str | None,
+    async def _scan(self, wanted: RecordFilter, cursor: str | None,
                     limit: int) -> tuple[list[Record], str | None]: ...
 
     @abstractmethod
@@ -265,6 +376,9 @@ class Store(ABC):
 
     @abstractmethod
     async def _last_event_id(self) -> str | None: ...
+
+    @abstractmethod
+    async def _stream_state(self) -> StreamState | None: ...
 
     @abstractmethod
     async def _health(self) -> StoreHealth: ...

@@ -35,19 +35,18 @@ from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 
 from revoker.errors import ConfigError, InvalidInput, StoreError, StoreUnavailable
 from revoker.model import Record
-from revoker.store.base import StoreHealth, Upserted
+from revoker.store.base import RecordFilter, StoreHealth, Upserted
 from revoker.store.redis import (
-    DELETE_SHA,
     SCAN_COUNT,
-    SCRIPTS,
+    SCAN_ROUNDS,
     U64_MAX,
-    UPSERT_SHA,
     RedisStore,
     _describe,
     _text,
-    _upserted,
     connection_options,
+    upserted,
 )
+from revoker.store.scripts import DELETE, SCRIPTS, UPSERT
 from revoker.store.sentinel import SSL_OPTIONS, VARIABLE, parse_multi_host
 
 log = logging.getLogger(__name__)
@@ -58,6 +57,11 @@ class ClusterStore(RedisStore):
     """Redis Cluster: one slot per record key, the events stream in its own slot."""
 
     same_slot_events = False
+
+    def __init__(self, url: str, **options: Any) -> None:
+        #: Clients (by id) whose topology must be read again before their next use.
+        self._stale: set[int] = set()
+        super().__init__(url, **options)
 
     def _connect(self, *, max_connections: int) -> Any:
         """A cluster client whose pool to each node holds ``max_connections`` at most."""
@@ -84,16 +88,16 @@ class ClusterStore(RedisStore):
         commands = []
         for position, record in enumerate(records):  # one call per key: keys span slots
             keys, args = self._upsert_args([record], at)
-            commands.append((keys[0], ("EVALSHA", UPSERT_SHA, len(keys), *keys, *args),
+            commands.append((keys[0], ("EVALSHA", UPSERT.sha, len(keys), *keys, *args),
                              position))
         replies = await self._write_by_node(commands)
-        results = [upserted for reply in replies for upserted in _upserted(reply)]
+        results = upserted(records, [item for reply in replies for item in reply])
         await self._append_events("revoked", [r.record for r in results], at)
         return results
 
     async def _delete(self, kind: str, value: str, at: int) -> Record | None:
         key = self.key(kind, value)
-        command = ("EVALSHA", DELETE_SHA, 1, key, self.events_maxlen, at)
+        command = ("EVALSHA", DELETE.sha, 1, key, self.events_maxlen, at, kind, value)
         old = (await self._write_by_node([(key, command, 0)]))[0]
         if old is None:
             return None
@@ -104,7 +108,7 @@ class ClusterStore(RedisStore):
     async def _write_by_node(self, commands: list[tuple[str, tuple[Any, ...], int]]
                              ) -> list[Any]:
         """Run each command on its key's primary, grouped per node, in input order."""
-        await self._ensure_initialized()
+        await self._ensure_initialized(self.client)
         groups: dict[str, tuple[ClusterNode, list[PipelineCommand]]] = {}
         for key, args, position in commands:
             node = self.client.get_node_from_key(key)
@@ -129,7 +133,7 @@ class ClusterStore(RedisStore):
                 # A node new to us (or restarted, or just promoted) lacks the scripts:
                 # load them and send again; the scripts are idempotent merges.
                 for script in SCRIPTS:
-                    await node.execute_command("SCRIPT", "LOAD", script)
+                    await node.execute_command("SCRIPT", "LOAD", script.source)
                 await node.execute_pipeline([*pipeline, *([wait] if wait else [])])
         except (rex.ConnectionError, rex.TimeoutError):
             self._topology_stale(node)
@@ -149,19 +153,16 @@ class ClusterStore(RedisStore):
     def _topology_stale(self, node: ClusterNode) -> None:
         """Make the cluster client re-read the topology before its next command."""
         node.update_active_connections_for_reconnect()
-        self.client._initialize = True
+        self._stale.update((id(self.client), id(self.cold_client)))
 
     # -- reads ---------------------------------------------------------------------------
 
     async def _get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
-        raw = await self.client.mget_nonatomic([self.key(kind, value) for kind, value in pairs])
-        return [None if item is None else Record.from_json(item) for item in raw]
-
-    async def _records_for(self, keys: list[bytes]) -> list[Record]:
-        if not keys:
-            return []
-        raw = await self.cold_client.mget_nonatomic(keys)
-        return [Record.from_json(item) for item in raw if item is not None]
+        """Keys span slots, so no one script can read them: MGET per slot, then the
+        expiry of the hits (rare) in one pipeline."""
+        keys = [self.key(kind, value) for kind, value in pairs]
+        raw = await self.client.mget_nonatomic(keys)
+        return await self._decode(self.client, pairs, raw)
 
     def _shards(self) -> list[ClusterNode]:
         """Primaries ordered by the first slot they serve: stable across a failover (of
@@ -176,37 +177,37 @@ class ClusterStore(RedisStore):
     def _check_cursor(self, cursor: str) -> None:
         _decode_cluster_cursor(cursor)
 
-    async def _scan(self, kind: str | None, cursor: str | None,
+    async def _scan(self, wanted: RecordFilter, cursor: str | None,
                     limit: int) -> tuple[list[Record], str | None]:
         """Page through each shard in turn; within a shard, exactly as standalone."""
         shard, scan_cursor, skip = _decode_cluster_cursor(cursor)
         await self._ensure_initialized(self.cold_client)
         shards = self._shards()
-        keys: list[bytes] = []
-        while shard < len(shards) and len(keys) < limit:
-            node = shards[shard]
-            reply = await node.execute_command("SCAN", scan_cursor, "MATCH",
-                                               self._pattern(kind), "COUNT", SCAN_COUNT)
-            following, batch = int(reply[0]), reply[1]
-            batch = sorted(k for k in batch if self._is_record_key(k))[skip:]
-            room = limit - len(keys)
-            if len(batch) > room:
-                keys += batch[:room]
-                return await self._records_for(keys), f"{shard}.{scan_cursor}.{skip + room}"
-            keys += batch
-            skip = 0
-            scan_cursor = following
+        pattern = self.keys.record_pattern(wanted.kind, wanted.prefix or "")
+        found: list[Record] = []
+        for _ in range(SCAN_ROUNDS):
+            if shard >= len(shards) or len(found) == limit:
+                break
+            reply = await shards[shard].execute_command("SCAN", scan_cursor, "MATCH", pattern,
+                                                        "COUNT", SCAN_COUNT)
+            following, batch = int(reply[0]), sorted(reply[1])
+            taken = await self._collect(self.cold_client, batch, skip, wanted, limit, found)
+            if taken is not None:
+                return found, f"{shard}.{scan_cursor}.{taken}"
+            skip, scan_cursor = 0, following
             if scan_cursor == 0:
                 shard += 1
         next_cursor = f"{shard}.{scan_cursor}.0" if shard < len(shards) else None
-        return await self._records_for(keys), next_cursor
+        return found, next_cursor
 
-    async def _ensure_initialized(self, client: Any = None) -> None:
-        """Node-level commands bypass the cluster client, so refresh its topology here
-        when an earlier failure marked it stale."""
-        client = client or self.client
-        if client._initialize:
-            await client.initialize()
+    async def _ensure_initialized(self, client: Any) -> None:
+        """Node-level commands bypass the cluster client's own topology handling: load
+        the topology on first use, and read it again when an earlier failure marked it
+        stale (``_topology_stale``)."""
+        await client.initialize()  # a no-op once initialized
+        if id(client) in self._stale:
+            self._stale.discard(id(client))
+            await client.nodes_manager.initialize()
 
     # -- health ------------------------------------------------------------------------
 
@@ -262,11 +263,10 @@ async def _rdb_save(node: ClusterNode) -> str | None:
 
 
 def _as_dict(info: Any) -> dict[Any, Any]:
+    """A node's INFO reply, already parsed by the client's response callbacks."""
     if isinstance(info, dict):
         return info
-    from redis._parsers.helpers import parse_info
-
-    return dict(parse_info(info))  # type: ignore[no-untyped-call]
+    raise StoreError("unexpected INFO reply from a cluster node")
 
 
 #: ``shard.scan-cursor.skip``, ASCII digits; a SCAN cursor is unsigned 64-bit.

@@ -18,7 +18,10 @@ from collections.abc import Callable, Sequence
 
 from revoker.errors import InvalidInput
 from revoker.model import KINDS, Event, Record, merge, parse_stream_id
-from revoker.store.base import Store, StoreHealth, Upserted
+from revoker.store.base import RecordFilter, Store, StoreHealth, StreamState, Upserted
+
+#: Keys one listing page examines at most (see ``Store.scan``).
+EXAMINED_PER_PAGE = 10_000
 
 
 class MemoryStore(Store):
@@ -34,6 +37,7 @@ class MemoryStore(Store):
         self._expiries: list[tuple[int, tuple[str, str]]] = []
         self._log: deque[Event] = deque(maxlen=events_maxlen)
         self._last_id = (0, 0)
+        self._added = 0
         self._appended = asyncio.Event()
         self._seen: dict[str, int] = {}  # remember_once keys -> expires_at
 
@@ -56,6 +60,7 @@ class MemoryStore(Store):
         new_id = (ms, 0) if ms > last_ms else (last_ms, last_seq + 1)
         self._last_id = new_id
         self._log.append(Event(id=f"{new_id[0]}-{new_id[1]}", type=kind, record=record, at=at))
+        self._added += 1
         self._appended.set()
         self._appended = asyncio.Event()
 
@@ -86,14 +91,21 @@ class MemoryStore(Store):
     def _check_cursor(self, cursor: str) -> None:
         _decode_cursor(cursor)
 
-    async def _scan(self, kind: str | None, cursor: str | None,
+    async def _scan(self, wanted: RecordFilter, cursor: str | None,
                     limit: int) -> tuple[list[Record], str | None]:
+        """Keys in order; the cursor is the last key examined."""
         self._purge()
-        pairs = sorted(p for p in self._records if kind is None or p[0] == kind)
+        pairs = sorted(p for p in self._records if wanted.matches_key(*p))
         start = bisect.bisect_right(pairs, _decode_cursor(cursor)) if cursor else 0
-        page = [r for r in (self._live(p) for p in pairs[start:start + limit]) if r is not None]
-        more = start + limit < len(pairs)
-        next_cursor = _encode_cursor(pairs[start + limit - 1]) if more else None
+        page: list[Record] = []
+        end = min(len(pairs), start + EXAMINED_PER_PAGE)
+        position = start
+        while position < end and len(page) < limit:
+            record = self._live(pairs[position])
+            position += 1
+            if record is not None and wanted.matches(record):
+                page.append(record)
+        next_cursor = _encode_cursor(pairs[position - 1]) if position < len(pairs) else None
         return page, next_cursor
 
     async def _events(self, after: str | None, limit: int, block_ms: int) -> list[Event]:
@@ -119,6 +131,13 @@ class MemoryStore(Store):
 
     async def _last_event_id(self) -> str | None:
         return self._log[-1].id if self._log else None
+
+    async def _stream_state(self) -> StreamState | None:
+        if not self._added:
+            return None
+        first = self._log[0].id if self._log else None
+        return StreamState(first_id=first, last_id=f"{self._last_id[0]}-{self._last_id[1]}",
+                           added=self._added, length=len(self._log))
 
     async def _remember_once(self, key: str, expires_at: int) -> bool:
         now = self._clock()

@@ -1,14 +1,15 @@
 """``redis://`` and ``rediss://``: the production store, on redis.asyncio with hiredis.
 
-Layout (stable, see the contract): ``{prefix}{kind}:{value}`` holds the record as compact
-JSON with an absolute expiry (EXAT) equal to ``expires_at``; ``{prefix}events`` is a
-capped stream of events. The merge on re-revoke runs in one Lua script so that two
+Layout (stable, see the contract; key names from ``revoker.store.keys``):
+``{prefix}{kind}:{value}`` holds the record's fields that the key and its expiry do not
+already carry, as compact JSON (``revoker.store.codec``), with an absolute expiry (EXAT)
+equal to ``expires_at``; ``{prefix}events`` is a capped stream of events carrying full
+records. The merge on re-revoke runs in one Lua script (``lua/upsert.lua``) so that two
 concurrent revokers of the same key can never shorten it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -27,70 +28,28 @@ from revoker.errors import (
     StoreError,
     StoreUnavailable,
 )
-from revoker.model import KINDS, Event, Record, parse_stream_id
-from revoker.store.base import COLD_POOL_SIZE, EventTail, Store, StoreHealth, Upserted
+from revoker.model import Event, Record, parse_stream_id
+from revoker.store import codec
+from revoker.store.base import (
+    COLD_POOL_SIZE,
+    EventTail,
+    RecordFilter,
+    Store,
+    StoreHealth,
+    StreamState,
+    Upserted,
+)
+from revoker.store.scripts import DELETE, LOOKUP, SCRIPTS, UPSERT
 
 log = logging.getLogger(__name__)
 
-# Upserts a batch of records in one call (one command for redis-py to pack and parse, not
-# one per record). KEYS: the n record keys, then the events key when ARGV[3] is '1' (on
-# Cluster the stream lives in another slot and events are appended separately).
-# ARGV: events maxlen, at, '1'/'0', then per record: its JSON, its expires_at, its
-# issued_before ('' for none). Returns created (1/0) and the stored JSON, per record.
-UPSERT_LUA: Final = """
-local n = (#ARGV - 3) / 3
-local events = nil
-if ARGV[3] == '1' then events = KEYS[n + 1] end
-local out = {}
-for i = 1, n do
-  local key, base = KEYS[i], 3 * i + 1
-  local stored = ARGV[base]
-  local expires_at = tonumber(ARGV[base + 1])
-  local created = 1
-  local old = redis.call('GET', key)
-  if old then
-    created = 0
-    stored = old
-    local old_exp = tonumber(string.match(old, '"expires_at":(%-?%d+)'))
-    if old_exp and old_exp > expires_at then expires_at = old_exp end
-    stored = string.gsub(stored, '"expires_at":%-?%d+', '"expires_at":' .. expires_at, 1)
-    if ARGV[base + 2] ~= '' then
-      local cut = tonumber(ARGV[base + 2])
-      local old_cut = tonumber(string.match(old, '"issued_before":(%-?%d+)'))
-      if old_cut and old_cut > cut then cut = old_cut end
-      stored = string.gsub(stored, '"issued_before":[%-%dnul]+', '"issued_before":' .. cut, 1)
-    end
-  end
-  redis.call('SET', key, stored, 'EXAT', expires_at)
-  if events then
-    redis.call('XADD', events, 'MAXLEN', '~', ARGV[1], '*',
-               'type', 'revoked', 'record', stored, 'at', ARGV[2])
-  end
-  out[2 * i - 1] = created
-  out[2 * i] = stored
-end
-return out
-"""
 #: Records per script call: a script blocks Redis while it runs, so a 10,000-item batch
 #: is sent as several calls in one pipeline.
 UPSERT_CHUNK: Final = 200
-
-# KEYS[1] record key, KEYS[2] events key (optional); ARGV: maxlen, at
-DELETE_LUA: Final = """
-local old = redis.call('GET', KEYS[1])
-if not old then return false end
-redis.call('DEL', KEYS[1])
-if KEYS[2] then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*',
-             'type', 'unrevoked', 'record', old, 'at', ARGV[2])
-end
-return old
-"""
-
-SCRIPTS: Final = (UPSERT_LUA, DELETE_LUA)
-UPSERT_SHA: Final = hashlib.sha1(UPSERT_LUA.encode(), usedforsecurity=False).hexdigest()
-DELETE_SHA: Final = hashlib.sha1(DELETE_LUA.encode(), usedforsecurity=False).hexdigest()
 SCAN_COUNT: Final = 1000
+#: SCAN calls one listing page makes at most (so at most this many times ``SCAN_COUNT``
+#: keys examined), however few keys match.
+SCAN_ROUNDS: Final = 8
 UNAVAILABLE: Final = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError,
                       rex.ReadOnlyError, rex.TryAgainError, rex.ClusterDownError)
 
@@ -106,9 +65,9 @@ def connection_options(timeout_s: float) -> dict[str, Any]:
     Every store call is already bounded by ``Store._bounded`` (``REVOKER_STORE_TIMEOUT``),
     which cancels the call; redis-py then drops the connection, so no reply can be read
     by the wrong command. A redis-py socket timeout would only repeat that bound, and on
-    Python 3.11 it costs an ``asyncio.wait_for`` task on every command sent. The mirror's
-    own connections, which are not used through ``_bounded``, keep one
-    (``revoker.mirror``).
+    Python 3.11 it costs an ``asyncio.wait_for`` task on every command sent. The blocking
+    event tail (``open_tail``, used by the event feed and the mirror) is bounded the same
+    way, by its block time plus the store timeout.
     """
     return {
         "socket_connect_timeout": max(timeout_s, 0.1),
@@ -200,14 +159,13 @@ class RedisStore(Store):
     # -- primitives --------------------------------------------------------------------
 
     def _upsert_args(self, records: Sequence[Record], at: int) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of one ``UPSERT_LUA`` call for these records."""
+        """KEYS and ARGV of one ``upsert.lua`` call for these records."""
         keys = [self.key(record.kind, record.value) for record in records]
         if self.same_slot_events:
             keys.append(self.events_key)
         args: list[Any] = [self.events_maxlen, at, "1" if self.same_slot_events else "0"]
         for record in records:
-            cutoff = "" if record.issued_before is None else str(record.issued_before)
-            args += (record.to_json(), record.expires_at, cutoff)
+            args += (codec.compact_json(record), record.to_json(), record.expires_at)
         return keys, args
 
     async def _scripted(self, add: Callable[[Any], None]) -> list[Any]:
@@ -230,7 +188,7 @@ class RedisStore(Store):
                     if attempt:
                         raise
             for script in SCRIPTS:
-                await self.client.script_load(script)
+                await self.client.script_load(script.source)
         raise AssertionError("unreachable")
 
     def _wait(self, pipe: Any) -> None:
@@ -241,13 +199,14 @@ class RedisStore(Store):
         def add(pipe: Any) -> None:
             for start in range(0, len(records), UPSERT_CHUNK):
                 keys, args = self._upsert_args(records[start:start + UPSERT_CHUNK], at)
-                pipe.evalsha(UPSERT_SHA, len(keys), *keys, *args)
+                pipe.evalsha(UPSERT.sha, len(keys), *keys, *args)
             self._wait(pipe)
 
         replies = await self._scripted(add)
         if self.wait_replicas:
             self._check_durable(replies.pop())
-        results = [upserted for reply in replies for upserted in _upserted(reply)]
+        flat = [item for reply in replies for item in reply]
+        results = upserted(records, flat)
         if not self.same_slot_events:
             await self._append_events("revoked", [r.record for r in results], at)
         return results
@@ -265,15 +224,49 @@ class RedisStore(Store):
             await pipe.execute()
 
     async def _get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
-        raw = await self.client.mget([self.key(kind, value) for kind, value in pairs])
-        return [None if item is None else Record.from_json(item) for item in raw]
+        """One script call: the value and, for the hits only, the key's expiry (the
+        compact form leaves it to the key). Measured against MGET then EXPIRETIME for the
+        hits: as cheap for a miss, one round trip instead of two for a hit (bench/memory.py)."""
+        keys = [self.key(kind, value) for kind, value in pairs]
+        try:
+            reply = await self.client.evalsha(LOOKUP.sha, len(keys), *keys)
+        except rex.NoScriptError:  # a restarted or newly promoted server
+            await self.client.script_load(LOOKUP.source)
+            reply = await self.client.evalsha(LOOKUP.sha, len(keys), *keys)
+        return [None if item is None else codec.to_record(*pair, codec.parse(item[0]),
+                                                          int(item[1]))
+                for pair, item in zip(pairs, reply, strict=True)]
+
+    async def _decode(self, client: Any, pairs: Sequence[tuple[str, str]],
+                      raw: Sequence[bytes | None]) -> list[Record | None]:
+        parsed = [None if item is None else codec.parse(item) for item in raw]
+        missing = [i for i, data in enumerate(parsed)
+                   if data is not None and not codec.has_expiry(data)]
+        expiries: dict[int, int] = {}
+        if len(missing) == 1:  # the usual hit: a plain command costs less than a pipeline
+            expiries[missing[0]] = int(await client.expiretime(self.key(*pairs[missing[0]])))
+        elif missing:
+            async with client.pipeline(transaction=False) as pipe:
+                for i in missing:
+                    pipe.expiretime(self.key(*pairs[i]))
+                replies = await pipe.execute()
+            expiries = dict(zip(missing, (int(r) for r in replies), strict=True))
+        out: list[Record | None] = []
+        for i, data in enumerate(parsed):
+            expiry = expiries.get(i)
+            if data is None or expiry == -2:  # -2: removed between the two reads
+                out.append(None)
+            else:
+                out.append(codec.to_record(*pairs[i], data, expiry))
+        return out
 
     async def _delete(self, kind: str, value: str, at: int) -> Record | None:
         keys = [self.key(kind, value)]
         if self.same_slot_events:
             keys.append(self.events_key)
+
         def add(pipe: Any) -> None:
-            pipe.evalsha(DELETE_SHA, len(keys), *keys, self.events_maxlen, at)
+            pipe.evalsha(DELETE.sha, len(keys), *keys, self.events_maxlen, at, kind, value)
             self._wait(pipe)
 
         replies = await self._scripted(add)
@@ -287,47 +280,68 @@ class RedisStore(Store):
             await self._append_events("unrevoked", [record], at)
         return record
 
-    def _pattern(self, kind: str | None) -> str:
-        return _glob_escape(self.prefix + (f"{kind}:" if kind else "")) + "*"
-
     def _check_cursor(self, cursor: str) -> None:
         _decode_scan_cursor(cursor)
 
-    async def _scan(self, kind: str | None, cursor: str | None,
+    async def _scan(self, wanted: RecordFilter, cursor: str | None,
                     limit: int) -> tuple[list[Record], str | None]:
         """SCAN batches are sorted and resumed with an offset, so a page never exceeds
         ``limit``; like SCAN itself, a record changed mid-listing may appear twice."""
         scan_cursor, skip = _decode_scan_cursor(cursor)
-        keys: list[bytes] = []
-        next_cursor: str | None = None
-        while True:
-            following, batch = await self.cold_client.scan(scan_cursor, match=self._pattern(kind),
-                                                      count=SCAN_COUNT)
-            batch = sorted(k for k in batch if self._is_record_key(k))[skip:]
-            room = limit - len(keys)
-            if len(batch) > room:
-                keys += batch[:room]
-                next_cursor = f"{scan_cursor}.{skip + room}"
-                break
-            keys += batch
-            skip = 0
-            scan_cursor = int(following)
+        pattern = self.keys.record_pattern(wanted.kind, wanted.prefix or "")
+        found: list[Record] = []
+        for _ in range(SCAN_ROUNDS):
+            following, batch = await self.cold_client.scan(scan_cursor, match=pattern,
+                                                           count=SCAN_COUNT)
+            taken = await self._collect(self.cold_client, sorted(batch), skip, wanted, limit,
+                                        found)
+            if taken is not None:
+                return found, f"{scan_cursor}.{taken}"
+            skip, scan_cursor = 0, int(following)
             if scan_cursor == 0:
+                return found, None
+            if len(found) == limit:
                 break
-            if len(keys) == limit:
-                next_cursor = f"{scan_cursor}.0"
-                break
-        return await self._records_for(keys), next_cursor
+        return found, f"{scan_cursor}.0"
 
-    def _is_record_key(self, key: bytes) -> bool:
-        kind = key[len(self.prefix.encode()):].split(b":", 1)[0].decode(errors="replace")
-        return kind in KINDS
+    async def _collect(self, client: Any, batch: list[bytes], skip: int, wanted: RecordFilter,
+                       limit: int, found: list[Record]) -> int | None:
+        """Read the keys of one sorted SCAN batch from ``skip`` on, appending matching
+        records to ``found`` until it holds ``limit``. Returns the offset to resume this
+        batch at, or None when the batch was used up."""
+        position = skip
+        while position < len(batch):
+            need = limit - len(found)
+            chunk = batch[position:position + max(need, 32)]
+            pairs = [_wanted(self.keys.parse_record(key), wanted) for key in chunk]
+            records = await self._read(client, [p for p in pairs if p is not None])
+            by_pair = {(r.kind, r.value): r for r in records}
+            for offset, pair in enumerate(pairs):
+                record = by_pair.get(pair) if pair is not None else None
+                if record is not None and wanted.matches(record):
+                    found.append(record)
+                    if len(found) == limit:
+                        consumed = position + offset + 1
+                        return consumed if consumed < len(batch) else None
+            position += len(chunk)
+        return None
 
-    async def _records_for(self, keys: list[bytes]) -> list[Record]:
-        if not keys:
+    async def _read(self, client: Any, pairs: list[tuple[str, str]]) -> list[Record]:
+        """Records of listed keys: the value and the expiry of each, in one round trip."""
+        if not pairs:
             return []
-        raw = await self.cold_client.mget(keys)
-        return [Record.from_json(item) for item in raw if item is not None]
+        async with client.pipeline(transaction=False) as pipe:
+            for kind, value in pairs:
+                key = self.key(kind, value)
+                pipe.get(key)
+                pipe.expiretime(key)
+            replies = await pipe.execute()
+        out = []
+        for i, pair in enumerate(pairs):
+            raw, expiry = replies[2 * i], int(replies[2 * i + 1])
+            if raw is not None and expiry != -2:
+                out.append(codec.to_record(*pair, codec.parse(raw), expiry))
+        return out
 
     async def _events(self, after: str | None, limit: int, block_ms: int) -> list[Event]:
         """A page read; blocking reads go through ``open_tail`` only."""
@@ -340,6 +354,13 @@ class RedisStore(Store):
     async def _last_event_id(self) -> str | None:
         entries = await self.cold_client.xrevrange(self.events_key, count=1)
         return _text(entries[0][0]) if entries else None
+
+    async def _stream_state(self) -> StreamState | None:
+        try:
+            info = await self.cold_client.xinfo_stream(self.events_key)
+        except rex.ResponseError:  # no such key: no event was ever written
+            return None
+        return stream_state(info)
 
     async def _remember_once(self, key: str, expires_at: int) -> bool:
         return bool(await self.client.set(key, b"1", nx=True, exat=expires_at))
@@ -394,10 +415,6 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
-
-
 def _decode_scan_cursor(cursor: str | None) -> tuple[int, int]:
     if not cursor:
         return 0, 0
@@ -407,7 +424,30 @@ def _decode_scan_cursor(cursor: str | None) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def _upserted(reply: list[Any]) -> list[Upserted]:
-    """``UPSERT_LUA``'s flat reply: created, stored JSON, for each record in order."""
-    return [Upserted(Record.from_json(reply[i + 1]), created=bool(reply[i]))
-            for i in range(0, len(reply), 2)]
+def _wanted(pair: tuple[str, str] | None,
+            wanted: RecordFilter) -> tuple[str, str] | None:
+    return pair if pair is not None and wanted.matches_key(*pair) else None
+
+
+def upserted(records: Sequence[Record], flat: list[Any]) -> list[Upserted]:
+    """``upsert.lua``'s flat reply (created, stored compact JSON, expiry per record, in
+    order) as full records: kind and value are the caller's, the rest what is stored."""
+    out = []
+    for i, record in enumerate(records):
+        created, stored, expires_at = flat[3 * i], flat[3 * i + 1], int(flat[3 * i + 2])
+        full = codec.to_record(record.kind, record.value, codec.parse(stored), expires_at)
+        out.append(Upserted(full, created=bool(created)))
+    return out
+
+
+def stream_state(info: dict[Any, Any]) -> StreamState:
+    """XINFO STREAM's reply, as the mirror needs it."""
+    def field(name: str) -> Any:
+        return info.get(name, info.get(name.encode()))
+
+    added = field("entries-added")
+    first = field("first-entry")
+    return StreamState(first_id=_text(first[0]) if first else None,
+                       last_id=_text(field("last-generated-id") or "0-0"),
+                       added=None if added is None else int(added),
+                       length=int(field("length") or 0))

@@ -27,7 +27,6 @@ from revoker.web import (
     introspect,
     logout,
     metadata,
-    mirror_setup,
     oauth,
     oidc,
     openapi,
@@ -44,9 +43,8 @@ log = logging.getLogger(__name__)
 
 #: Every API area; each module has ``routes`` and may have ``setup(app)`` for resources.
 ROUTE_MODULES: tuple[ModuleType, ...] = (health, openapi, check, revocations, events, stream,
-                                           mirror_setup, authz, introspect, logout, oauth,
-                                           oidc, ssf, whoami, console, gtr, metadata,
-                                           ssf_poll)
+                                           authz, introspect, logout, oauth, oidc, ssf, whoami,
+                                           console, gtr, metadata, ssf_poll)
 STARTUP_RETRY_S = 10.0
 
 
@@ -54,7 +52,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
                clock: Callable[[], float] = time.time) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES,
                           client_max_size=settings.max_body_bytes)
-    store = store or open_store(settings)
+    store = store or open_store(settings, clock=clock)
     app[SETTINGS] = settings
     app[STORE] = store
     app[KEYRING] = KeyRing(settings.api_keys)

@@ -12,7 +12,7 @@ from revoker.web.jsonio import respond
 from revoker.web.problem import RETRY_AFTER_S, problem
 from revoker.web.schemas import PUBLIC, TEXT, json_reply, problem_reply
 from revoker.web.spec import Operation, Reply, declare
-from revoker.web.state import READINESS, STORE
+from revoker.web.state import READINESS, SERVICE, SETTINGS
 
 routes = web.RouteTableDef()
 _CHECKS = {"type": "object", "description": "each piece of state and its detail"}
@@ -38,9 +38,12 @@ async def healthz(request: web.Request) -> web.Response:
 @declare(READYZ)
 async def readyz(request: web.Request) -> web.Response:
     """Ready when the store answers and every piece of local state is in sync."""
-    health = await request.app[STORE].health()
-    checks: dict[str, Any] = {"store": health.detail}
-    ok = health.ok
+    health = await request.app[SERVICE].health()
+    settings = request.app[SETTINGS]
+    checks: dict[str, Any] = {"store": health.detail, **health.local,
+                              "service": {"fail_mode": settings.fail_mode,
+                                          "check_mode": settings.check_mode}}
+    ok = health.ok and health.local_ok
     for probe in request.app[READINESS]:
         probe_ok, name, detail = await probe()
         checks[name] = detail

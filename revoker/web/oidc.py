@@ -28,7 +28,7 @@ from revoker.tokens import LogoutToken, cutoff_after, logout_token
 from revoker.web.idp import TRUSTED, ensure, issuer_tag
 from revoker.web.schemas import FORM, JSON, PUBLIC, problems, ref
 from revoker.web.spec import Body, Operation, Reply, declare
-from revoker.web.state import SERVICE, STORE
+from revoker.web.state import SERVICE
 
 routes = web.RouteTableDef()
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
@@ -85,8 +85,8 @@ async def backchannel_logout(request: web.Request) -> web.Response:
     # of being refused as a replay while the revocation was never made.
     await service.revoke_many(revocations(logout, now=now), actor=_actor(logout.issuer),
                               source="backchannel")
-    replay_key = f"bcl:{issuer_tag(logout.issuer)}:{logout.jti}"
-    if not await request.app[STORE].remember_once(replay_key, logout.acceptable_until):
+    if not await service.remember_once("bcl", issuer_tag(logout.issuer), logout.jti,
+                                       logout.acceptable_until):
         return refuse("logout token already used (jti replayed)")
     return web.Response(status=200, headers=NO_STORE)
 

@@ -72,6 +72,8 @@ LIST: Final = Operation(
                        "cursor": {"type": ["string", "null"]}}}),
      *problems(400, 401, 403, 503)),
     query=(Param("kind", KIND, "only records of this kind"),
+           Param("prefix", VALUE, "only values that start with this text (literally)"),
+           Param("actor", VALUE, "only records made by this key or client (exact)"),
            Param("cursor", {"type": "string"}, "where the previous page ended"),
            limit_param(default=DEFAULT_LIST_LIMIT, high=MAX_LIST_LIMIT)))
 
@@ -154,17 +156,26 @@ async def list_records(request: web.Request) -> web.Response:
     require(request, "admin")
     query = request.query
     kind = check_kind(query["kind"]) if query.get("kind") else None
+    prefix = optional_value(request, "prefix")
+    actor = optional_value(request, "actor")
     cursor = query.get("cursor") or None
     limit = query_int(request, "limit", default=DEFAULT_LIST_LIMIT, high=MAX_LIST_LIMIT)
     service = request.app[SERVICE]
-    items, next_cursor = await service.list_records(kind=kind, cursor=cursor, limit=limit)
+    items, next_cursor = await service.list_records(kind=kind, prefix=prefix, actor=actor,
+                                                    cursor=cursor, limit=limit)
     return respond({"items": [r.to_dict() for r in items], "cursor": next_cursor})
+
+
+def optional_value(request: web.Request, name: str) -> str | None:
+    """A filter that compares with record values: absent, or a valid value."""
+    text = request.query.get(name)
+    return None if text is None else check_value(text, field=name)
 
 
 def query_int(request: web.Request, name: str, *, default: int, high: int) -> int:
     text = request.query.get(name)
     if text is None or text == "":
         return default
-    if not text.isdigit() or not 1 <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= high:
         raise InvalidInput(f"{name} must be an integer from 1 to {high}", field=name)
     return int(text)

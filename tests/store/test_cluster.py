@@ -1,54 +1,45 @@
-"""The store on a real 3-primary/3-replica Redis Cluster (cases in ``ha_cases``)."""
+"""What is particular to Redis Cluster (the shared cases run in test_behaviour.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from revoker.errors import StoreError
 from revoker.store.cluster import ClusterStore
-from revoker.store.redis import RedisStore
 from tests.redis_cluster import RedisClusterGroup
-from tests.store.ha_cases import HaCases, MakeStore, store_factory
+from tests.store.conftest import record
 
-pytestmark = pytest.mark.redis
-
-
-class TestClusterStore(HaCases):
-    """The shared Sentinel/Cluster cases (tests/store/ha_cases.py) on this backend."""
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisClusterGroup]:
-    group = RedisClusterGroup().start()
-    yield group
-    group.stop()
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
 @pytest.fixture
-async def make_ha_store(cluster: RedisClusterGroup, prefix: str) -> AsyncIterator[MakeStore]:
-    async with store_factory(ClusterStore, cluster.url, prefix) as factory:
-        yield factory
+async def cluster_store(cluster: RedisClusterGroup,
+                        prefix: str) -> AsyncIterator[ClusterStore]:
+    store = ClusterStore(cluster.url, prefix=prefix, timeout_s=2.0, events_maxlen=1000)
+    await store.open()
+    yield store
+    await store.close()
 
 
-@pytest.fixture
-async def ha_store(make_ha_store: MakeStore) -> RedisStore:
-    return await make_ha_store()
+async def test_records_really_spread_over_several_primaries(cluster: RedisClusterGroup,
+                                                            cluster_store: ClusterStore) -> None:
+    values = [f"spread-{i}" for i in range(30)]
+    await cluster_store.upsert_many([record("jti", v) for v in values], at=1)
+    holders = {cluster.node_for_slot_of(cluster_store.key("jti", v)).port for v in values}
+    assert len(holders) == 3
 
 
-async def test_records_really_spread_over_several_primaries(ha_store: RedisStore) -> None:
-    keys = [ha_store.key("jti", f"spread-{i}") for i in range(30)]
-    nodes = {ha_store.client.get_node_from_key(k).name for k in keys}
-    assert len(nodes) == 3
-
-
-async def test_events_stream_lives_in_one_slot_apart_from_records(ha_store: RedisStore) -> None:
-    assert ha_store.same_slot_events is False
-    await ha_store.upsert_many([_rec(f"ev-{i}") for i in range(10)], at=5)
-    events = await ha_store.events(after=None, limit=100)
-    assert sorted(e.record.value for e in events) == sorted(f"ev-{i}" for i in range(10))
+async def test_a_stale_topology_is_read_again(cluster_store: ClusterStore) -> None:
+    """After a connection failure the store re-reads the topology (through the cluster
+    client's public node manager) and goes on working."""
+    node = cluster_store.client.get_node_from_key(cluster_store.key("jti", "t"))
+    cluster_store._topology_stale(node)
+    assert (await cluster_store.upsert(record("jti", "t"), at=1)).created
+    items, _ = await cluster_store.scan(limit=10)
+    assert [r.value for r in items] == ["t"]
 
 
 def test_url_without_hosts_is_a_config_error() -> None:
@@ -59,12 +50,6 @@ def test_url_without_hosts_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown URL option"):
         ClusterStore("redis+cluster://h:7000?bogus=1", prefix="p:", timeout_s=1,
                      events_maxlen=10)
-
-
-def _rec(value: str) -> Any:
-    from tests.store.ha_cases import record
-
-    return record("jti", value)
 
 
 async def test_readyz_reports_every_primary(cluster: RedisClusterGroup, prefix: str) -> None:
@@ -111,8 +96,6 @@ async def test_tls_and_password_cluster(tmp_path: Any, prefix: str) -> None:
         store = ClusterStore(url, prefix=prefix, timeout_s=2.0, events_maxlen=100)
         await store.open()
         try:
-            from tests.store.ha_cases import record
-
             await store.upsert_many([record("jti", f"tls-{i}") for i in range(20)], at=1)
             found = await store.get_many([("jti", f"tls-{i}") for i in range(20)])
             assert all(r is not None for r in found)

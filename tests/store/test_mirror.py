@@ -1,21 +1,23 @@
-"""The local denylist mirror against a real Redis: load, propagation, expiry, gaps, outages."""
+"""The local denylist mirror, on every backend: load, propagation, expiry, gaps, outages."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from revoker.config import Settings
-from revoker.errors import ConfigError, InvalidInput, StoreUnavailable
-from revoker.mirror import Coalescer, Gap, Mirror
-from revoker.model import Claims, Lifetimes, Record, RevokeRequest
-from revoker.service import Revoked, Revoker
-from revoker.store.base import Upserted
+from revoker.model import Claims, Lifetimes, RevokeRequest
+from revoker.service import Revoker
+from revoker.store import open_store
+from revoker.store.base import Store
+from revoker.store.batcher import BatchingStore
+from revoker.store.mirror import Gap, MirrorStore
 from revoker.store.redis import RedisStore
 from revoker.web.app import create_app
 from tests.conftest import FakeClock
@@ -23,7 +25,6 @@ from tests.lane_server import LaneTestServer
 from tests.redis_proc import RedisProcess
 from tests.web.conftest import CHECK_KEY, KEYS_ENV, auth
 
-pytestmark = pytest.mark.redis
 LIFETIMES = Lifetimes(3600, 30)
 
 
@@ -42,19 +43,13 @@ async def eventually(condition: Callable[[], Awaitable[bool] | bool], *,
 
 
 @pytest.fixture
-async def store(redis_server: RedisProcess, prefix: str) -> AsyncIterator[RedisStore]:
-    backend = RedisStore(redis_server.url, prefix=prefix, timeout_s=1.0, events_maxlen=1000)
-    await backend.open()
-    yield backend
-    await backend.close()
+async def mirrors(store: Store) -> AsyncIterator[Callable[..., MirrorStore]]:
+    """Mirrors of the suite's store (each backend); stopped, not closed: the store is the
+    fixture's."""
+    made: list[MirrorStore] = []
 
-
-@pytest.fixture
-async def mirrors(store: RedisStore) -> AsyncIterator[Callable[..., Mirror]]:
-    made: list[Mirror] = []
-
-    def factory(**options: Any) -> Mirror:
-        mirror = Mirror(store, **{"block_ms": 200, **options})
+    def factory(**options: Any) -> MirrorStore:
+        mirror = MirrorStore(store, **{"block_ms": 200, **options})
         made.append(mirror)
         return mirror
 
@@ -63,7 +58,7 @@ async def mirrors(store: RedisStore) -> AsyncIterator[Callable[..., Mirror]]:
         await mirror.stop()
 
 
-def writer(store: RedisStore, clock: Callable[[], float] = time.time) -> Revoker:
+def writer(store: Store, clock: Callable[[], float] = time.time) -> Revoker:
     return Revoker(store, lifetimes=LIFETIMES, clock=clock)
 
 
@@ -71,8 +66,8 @@ async def revoke_jti(svc: Revoker, value: str, **fields: Any) -> None:
     await svc.revoke(RevokeRequest("jti", value, **fields), actor="test")
 
 
-async def test_snapshot_loads_every_record(store: RedisStore,
-                                           mirrors: Callable[..., Mirror]) -> None:
+async def test_snapshot_loads_every_record(store: Store,
+                                           mirrors: Callable[..., MirrorStore]) -> None:
     svc = writer(store)
     await svc.revoke_many([RevokeRequest("jti", f"j{i}") for i in range(250)], actor="t")
     await svc.revoke(RevokeRequest("sub", "alice", reason="left"), actor="t")
@@ -80,20 +75,20 @@ async def test_snapshot_loads_every_record(store: RedisStore,
     await mirror.start()
     await eventually(lambda: mirror.in_sync)
     assert len(mirror.table.entries) == 251
-    found = await mirror.lookup([("jti", "j7"), ("jti", "nope"), ("sub", "alice")])
-    assert found[0] is not None and found[0].value == "j7"
+    found = await mirror.get_many([("jti", "j7"), ("jti", "nope"), ("sub", "alice")])
+    assert found[0] is not None and found[0] == await store.get("jti", "j7")
     assert found[1] is None
     assert found[2] is not None and found[2].reason == "left"
-    ok, name, detail = await mirror.readiness()
-    assert ok and name == "mirror" and detail["entries"] == 251
+    health = await mirror.health()
+    assert health.ok and health.local_ok and health.local["mirror"]["entries"] == 251
 
 
-async def test_revoke_and_unrevoke_propagate(store: RedisStore,
-                                             mirrors: Callable[..., Mirror]) -> None:
+async def test_revoke_and_unrevoke_propagate(store: Store,
+                                             mirrors: Callable[..., MirrorStore]) -> None:
     mirror = mirrors()
     await mirror.start()
     await eventually(lambda: mirror.in_sync)
-    checker = Revoker(store, lifetimes=LIFETIMES, lookup=mirror.lookup)
+    checker = Revoker(mirror, lifetimes=LIFETIMES)
     svc = writer(store)
     await revoke_jti(svc, "stolen")
 
@@ -106,12 +101,12 @@ async def test_revoke_and_unrevoke_propagate(store: RedisStore,
     assert not (await checker.check(Claims(jti="stolen"))).revoked
 
 
-async def test_cutoff_kinds_keep_their_rule(store: RedisStore,
-                                            mirrors: Callable[..., Mirror]) -> None:
+async def test_cutoff_kinds_keep_their_rule(store: Store,
+                                            mirrors: Callable[..., MirrorStore]) -> None:
     mirror = mirrors()
     await mirror.start()
     await eventually(lambda: mirror.in_sync)
-    checker = Revoker(store, lifetimes=LIFETIMES, lookup=mirror.lookup)
+    checker = Revoker(mirror, lifetimes=LIFETIMES)
     now = int(time.time())
     await writer(store).revoke(RevokeRequest("sub", "bob", issued_before=now - 10), actor="t")
     await eventually(lambda: "sub:bob" in mirror.table.entries)
@@ -119,77 +114,127 @@ async def test_cutoff_kinds_keep_their_rule(store: RedisStore,
     assert not (await checker.check(Claims(sub="bob", iat=now - 5))).revoked
 
 
-async def test_expiry_is_applied_locally_and_swept(store: RedisStore,
-                                                   mirrors: Callable[..., Mirror]) -> None:
+async def test_expiry_is_applied_locally_and_swept(store: Store,
+                                                   mirrors: Callable[..., MirrorStore]) -> None:
     clock = FakeClock(time.time())
-    svc = writer(store, clock)
-    await revoke_jti(svc, "short", ttl_s=10)
+    await revoke_jti(writer(store, clock), "short", ttl_s=10)
     mirror = mirrors(clock=clock)
     await mirror.start()
     await eventually(lambda: mirror.in_sync)
-    assert (await mirror.lookup([("jti", "short")]))[0] is not None
-    clock.advance(42)  # ttl 10 + leeway 30 (+1 rounding): Redis, on real time, keeps it
-    assert (await mirror.lookup([("jti", "short")]))[0] is None
+    assert (await mirror.get_many([("jti", "short")]))[0] is not None
+    clock.advance(42)  # ttl 10 + leeway 30 (+1 rounding): the store, on real time, keeps it
+    assert (await mirror.get_many([("jti", "short")]))[0] is None
     assert await store.get("jti", "short") is not None
     clock.advance(120)
     assert mirror.table.sweep(clock()) == 1
     assert "jti:short" not in mirror.table.entries
 
 
-async def test_trimmed_stream_triggers_a_resync(store: RedisStore,
-                                                mirrors: Callable[..., Mirror]) -> None:
-    svc = writer(store)
-    await revoke_jti(svc, "before")
-    mirror = mirrors()
-    await mirror.resync()
-    await revoke_jti(svc, "lost-1")
-    await revoke_jti(svc, "lost-2")
-    await store.client.xtrim(store.events_key, maxlen=0)
-    await revoke_jti(svc, "after")
-    with pytest.raises(Gap):
-        mirror._check_gap(await store.client.xinfo_stream(store.events_key))
-    await mirror.start()  # tails from the stale position, finds the gap, reloads
-    await eventually(lambda: mirror.resyncs == 2 and mirror.in_sync)
-    found = await mirror.lookup([("jti", v) for v in ("before", "lost-1", "lost-2", "after")])
-    assert all(record is not None for record in found)
-
-
-async def test_recreated_stream_triggers_a_resync(store: RedisStore,
-                                                  mirrors: Callable[..., Mirror]) -> None:
-    svc = writer(store)
-    mirror = mirrors()
-    await mirror.start()
-    await eventually(lambda: mirror.in_sync)
-    await revoke_jti(svc, "one")
-    await revoke_jti(svc, "two")
-    await eventually(lambda: "jti:two" in mirror.table.entries)
-    await mirror.stop()
-    await store.client.delete(store.events_key, store.key("jti", "one"))
-    await revoke_jti(svc, "three")
-    restarted = mirrors()
-    restarted.table, restarted.position = mirror.table, mirror.position
-    restarted.synced = True
-    await restarted.start()
-    await eventually(lambda: restarted.resyncs == 1 and "jti:one" not in restarted.table.entries)
-    assert "jti:three" in restarted.table.entries
-
-
-async def test_out_of_sync_mirror_reads_redis_instead(store: RedisStore,
-                                                      mirrors: Callable[..., Mirror]) -> None:
-    """Before the first load (and whenever sync is lost) checks are strict, not stale."""
+async def test_out_of_sync_mirror_reads_the_store_instead(
+        store: Store, mirrors: Callable[..., MirrorStore]) -> None:
+    """Before the first load (and whenever sync is lost) lookups are strict, not stale."""
     await revoke_jti(writer(store), "known")
     mirror = mirrors()
     assert not mirror.in_sync
-    assert (await mirror.lookup([("jti", "known")]))[0] is not None
-    ok, _, detail = await mirror.readiness()
-    assert not ok and detail["in_sync"] is False
+    assert (await mirror.get_many([("jti", "known")]))[0] is not None
+    health = await mirror.health()
+    assert health.ok and not health.local_ok
+    assert health.local["mirror"]["in_sync"] is False
 
 
-@pytest.mark.parametrize("url", ["redis+sentinel://127.0.0.1:1/main", "redis+cluster://127.0.0.1:1"])
-def test_mirror_refuses_stores_it_cannot_follow(url: str) -> None:
-    settings = Settings.from_env({"REVOKER_STORE_URL": url, "REVOKER_CHECK_MODE": "mirror"})
-    with pytest.raises(ConfigError, match="REVOKER_CHECK_MODE"):
-        create_app(settings)
+async def test_writes_and_listings_go_to_the_store(store: Store,
+                                                   mirrors: Callable[..., MirrorStore]) -> None:
+    mirror = mirrors()
+    outcome = await mirror.upsert_many([], at=1)
+    assert outcome == []
+    svc = Revoker(mirror, lifetimes=LIFETIMES)
+    await svc.revoke(RevokeRequest("kid", "k1"), actor="ops")
+    assert await store.get("kid", "k1") is not None
+    items, cursor = await mirror.scan(actor="ops", limit=10)
+    assert [r.value for r in items] == ["k1"] and cursor is None
+
+
+# -- gaps: the stream changed behind the mirror's back (raw Redis commands) ------------------
+
+
+@pytest.fixture
+async def raw(redis_server: RedisProcess) -> AsyncIterator[Any]:
+    client = aioredis.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def redis_store(redis_server: RedisProcess, prefix: str) -> AsyncIterator[RedisStore]:
+    backend = RedisStore(redis_server.url, prefix=prefix, timeout_s=1.0, events_maxlen=1000)
+    await backend.open()
+    yield backend
+    await backend.close()
+
+
+@pytest.mark.redis
+async def test_trimmed_stream_triggers_a_resync(redis_store: RedisStore, raw: Any,
+                                                prefix: str) -> None:
+    svc = writer(redis_store)
+    await revoke_jti(svc, "before")
+    mirror = MirrorStore(redis_store, block_ms=200)
+    try:
+        await mirror.resync()
+        await revoke_jti(svc, "lost-1")
+        await revoke_jti(svc, "lost-2")
+        await raw.xtrim(f"{prefix}events", maxlen=0)
+        await revoke_jti(svc, "after")
+        with pytest.raises(Gap):
+            mirror._check_gap(await redis_store.stream_state())
+        await mirror.start()  # follows from the stale position, finds the gap, reloads
+        await eventually(lambda: mirror.resyncs == 2 and mirror.in_sync)
+        found = await mirror.get_many([("jti", v) for v in ("before", "lost-1", "lost-2",
+                                                            "after")])
+        assert all(record is not None for record in found)
+    finally:
+        await mirror.stop()
+
+
+@pytest.mark.redis
+async def test_recreated_stream_triggers_a_resync(redis_store: RedisStore, raw: Any,
+                                                  prefix: str) -> None:
+    svc = writer(redis_store)
+    mirror = MirrorStore(redis_store, block_ms=200)
+    restarted = MirrorStore(redis_store, block_ms=200)
+    try:
+        await mirror.start()
+        await eventually(lambda: mirror.in_sync)
+        await revoke_jti(svc, "one")
+        await revoke_jti(svc, "two")
+        await eventually(lambda: "jti:two" in mirror.table.entries)
+        await mirror.stop()
+        await raw.delete(f"{prefix}events", f"{prefix}jti:one")
+        await revoke_jti(svc, "three")
+        restarted.table, restarted.position = mirror.table, mirror.position
+        restarted.synced = True
+        await restarted.start()
+        await eventually(lambda: restarted.resyncs == 1 and
+                         "jti:one" not in restarted.table.entries)
+        assert "jti:three" in restarted.table.entries
+    finally:
+        await restarted.stop()
+
+
+# -- wiring: the read path is chosen once, where the store is opened -------------------------
+
+
+@pytest.mark.parametrize(("mode", "layers"), [("strict", [BatchingStore]),
+                                              ("mirror", [MirrorStore, BatchingStore])])
+def test_open_store_picks_the_read_path(mode: str, layers: list[type]) -> None:
+    settings = Settings.from_env({"REVOKER_STORE_URL": "redis://127.0.0.1:1",
+                                  "REVOKER_CHECK_MODE": mode})
+    store: Any = open_store(settings)
+    for layer in layers:
+        assert type(store) is layer
+        store = store.inner
+    assert type(store) is RedisStore
+    memory = open_store(Settings.from_env({"REVOKER_STORE_URL": "memory://"}))
+    assert memory.single_process and not hasattr(memory, "inner")
 
 
 async def mirrored_app(url: str, prefix: str, **env: str) -> TestClient[Any, Any]:
@@ -201,6 +246,7 @@ async def mirrored_app(url: str, prefix: str, **env: str) -> TestClient[Any, Any
     return client
 
 
+@pytest.mark.redis
 @pytest.mark.slow
 async def test_redis_down_fails_readiness_and_applies_fail_mode(prefix: str) -> None:
     server = RedisProcess().start()
@@ -212,6 +258,8 @@ async def test_redis_down_fails_readiness_and_applies_fail_mode(prefix: str) -> 
         clients.append(opened)
         for client in (closed, opened):
             await eventually(_ready(client, 200))
+        body = await (await closed.get("/readyz")).json()
+        assert body["checks"]["mirror"]["in_sync"] is True
         response = await closed.post("/v1/revocations", json={"kind": "jti", "value": "x1"},
                                      headers=auth())
         assert response.status == 201
@@ -242,54 +290,3 @@ def _ready(client: Any, status: int) -> Callable[[], Awaitable[bool]]:
 async def _revoked(client: Any, jti: str) -> bool:
     response = await client.get(f"/v1/check/{jti}", headers=auth(CHECK_KEY))
     return bool(response.status == 200 and (await response.json())["revoked"])
-
-
-
-async def test_concurrent_strict_lookups_share_one_read(store: RedisStore) -> None:
-    """Strict mode batches reads, it does not cache them: each caller gets its own answer."""
-    await revoke_jti(writer(store), "bad")
-    calls: list[int] = []
-
-    async def counting(pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
-        calls.append(len(pairs))
-        return await store.get_many(pairs)
-
-    coalescer = Coalescer(counting)
-    names = [f"ok{i}" for i in range(20)] + ["bad"]
-    found = await asyncio.gather(*[coalescer.lookup([("jti", n)]) for n in names])
-    assert calls == [21]
-    assert [r[0] is not None for r in found] == [False] * 20 + [True]
-    await revoke_jti(writer(store), "ok3")
-    assert (await coalescer.lookup([("jti", "ok3")]))[0] is not None, "nothing was cached"
-
-
-async def test_a_failed_batched_read_fails_every_caller(store: RedisStore) -> None:
-    async def broken(pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
-        raise StoreUnavailable("down")
-
-    coalescer = Coalescer(broken)
-    outcomes = await asyncio.gather(*[coalescer.lookup([("jti", str(i))]) for i in range(5)],
-                                    return_exceptions=True)
-    assert all(isinstance(o, StoreUnavailable) for o in outcomes)
-
-
-async def test_concurrent_revokes_are_written_together(store: RedisStore) -> None:
-    svc = writer(store)
-    svc.batch_revokes = True
-    batches: list[int] = []
-    upsert = store.upsert_many
-
-    async def counting(records: Sequence[Record], *, at: int) -> list[Upserted]:
-        batches.append(len(records))
-        return await upsert(records, at=at)
-
-    store.upsert_many = counting  # type: ignore[method-assign]
-    future = int(time.time()) + 3600
-    requests = [RevokeRequest("jti", f"b{i}") for i in range(10)]
-    requests.append(RevokeRequest("sub", "eve", issued_before=future))
-    outcomes = await asyncio.gather(*[svc.revoke(r, actor="t") for r in requests],
-                                    return_exceptions=True)
-    assert batches == [10]
-    assert all(isinstance(o, Revoked) and o.created for o in outcomes[:10])
-    assert isinstance(outcomes[10], InvalidInput), "a bad request fails alone"
-    assert all(await store.get_many([("jti", f"b{i}") for i in range(10)]))

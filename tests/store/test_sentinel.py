@@ -1,46 +1,28 @@
-"""The store on a real primary + replica watched by three sentinels (cases in ``ha_cases``)."""
+"""What is particular to Redis Sentinel (the shared cases run in test_behaviour.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from revoker.errors import ConfigError, StoreError
-from revoker.store.redis import RedisStore
 from revoker.store.sentinel import SentinelStore, parse_multi_host
 from tests.redis_sentinel import MASTER_NAME, SentinelGroup
-from tests.store.ha_cases import HaCases, MakeStore, store_factory
+from tests.store.conftest import record
 
 pytestmark = pytest.mark.redis
 
 
-class TestSentinelStore(HaCases):
-    """The shared Sentinel/Cluster cases (tests/store/ha_cases.py) on this backend."""
-
-
-@pytest.fixture(scope="module")
-def sentinels() -> Iterator[SentinelGroup]:
-    group = SentinelGroup().start(wait_peers=False)
-    yield group
-    group.stop()
-
-
-@pytest.fixture
-async def make_ha_store(sentinels: SentinelGroup, prefix: str) -> AsyncIterator[MakeStore]:
-    async with store_factory(SentinelStore, sentinels.url, prefix) as factory:
-        yield factory
-
-
-@pytest.fixture
-async def ha_store(make_ha_store: MakeStore) -> RedisStore:
-    return await make_ha_store()
-
-
-async def test_health_names_the_primary_the_sentinels_chose(ha_store: RedisStore,
-                                                            sentinels: SentinelGroup) -> None:
-    health = await ha_store.health()
+@pytest.mark.slow
+async def test_health_names_the_primary_the_sentinels_chose(sentinels: SentinelGroup,
+                                                            prefix: str) -> None:
+    store = SentinelStore(sentinels.url, prefix=prefix, timeout_s=2.0, events_maxlen=10)
+    await store.open()
+    try:
+        health = await store.health()
+    finally:
+        await store.close()
     assert health.detail["backend"] == "redis+sentinel"
     assert health.detail["sentinel"]["primary"] == f"127.0.0.1:{sentinels.primary.port}"
     assert health.detail["sentinel"]["healthy_replicas"] == 1
@@ -79,8 +61,6 @@ async def test_password_protected_sentinel_group_is_reached(prefix: str) -> None
         store = SentinelStore(url, prefix=prefix, timeout_s=2.0, events_maxlen=10)
         await store.open()
         try:
-            from tests.store.ha_cases import record
-
             assert (await store.upsert(record("jti", "authed"), at=1)).created
         finally:
             await store.close()
@@ -95,7 +75,6 @@ async def test_password_protected_sentinel_group_is_reached(prefix: str) -> None
 
 async def test_tls_sentinel_group_is_reached(tmp_path: Any, prefix: str) -> None:
     """``rediss+sentinel://``: TLS to the sentinels and to the primary, CA from the URL."""
-    from tests.store.ha_cases import record
     from tests.tls_certs import make_tls_files
 
     tls = make_tls_files(tmp_path)
