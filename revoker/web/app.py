@@ -20,6 +20,7 @@ from revoker.store import Store, open_store
 from revoker.web import (
     authz,
     check,
+    denylist,
     events,
     health,
     introspect,
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 #: Every API area; each module has ``routes`` and may have ``setup(app)`` for resources.
 ROUTE_MODULES: tuple[ModuleType, ...] = (health, openapi, check, revocations, events, stream,
                                            mirror_setup, authz, introspect, logout, oauth,
-                                           oidc, ssf, whoami)
+                                           oidc, ssf, whoami, denylist)
 STARTUP_RETRY_S = 10.0
 
 
