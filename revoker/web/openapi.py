@@ -279,6 +279,17 @@ def _event_paths() -> dict[str, Schema]:
             parameters=[_query("after", event_id),
                         {"name": "Last-Event-ID", "in": "header", "required": False,
                          "schema": event_id}])},
+        "/v1/denylist": {"get": _op(
+            "Every active record as NDJSON, for clients that keep their own mirror",
+            {"200": _ok("one record per line", _ref("Record"), media="application/x-ndjson",
+                        headers={"X-Revoker-Position": {
+                                     "description": "follow /v1/events/stream after this id",
+                                     "schema": event_id},
+                                 "X-Revoker-Oldest": {
+                                     "description": "the oldest event still held",
+                                     "schema": event_id}}),
+             **_problems(400, 401, 403, 503)},
+            scope="check", tag="events")},
     }
 
 
