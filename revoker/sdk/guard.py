@@ -41,6 +41,9 @@ Status = Literal["ok", "refused", "unavailable"]
 DEGRADED_HEADER: Final = "X-Revoker-Degraded"
 #: How long ``start(wait=True)`` waits for the first snapshot.
 START_WAIT_S: Final = 10.0
+NO_KEYS: Final = ("this guard has no keys to validate tokens with (give jwks_url, "
+                  "public_keys or secret, or use mode='authz'); it can only answer "
+                  "is_revoked() for tokens a framework has validated")
 #: Seconds between two warnings about degraded answers.
 WARN_EVERY_S: Final = 10.0
 
@@ -91,9 +94,6 @@ class Guard:
         if fail_mode not in ("closed", "open"):
             raise ValueError("fail_mode must be 'closed' or 'open'")
         verifier = verifier or VerifierSettings()
-        if mode == "mirror" and not verifier.has_keys:
-            raise ValueError("mirror mode validates tokens here: give jwks_url, "
-                             "public_keys or secret (or use mode='authz')")
         self.mode = mode
         self.fail_mode = fail_mode
         self.on_outcome = on_outcome
@@ -217,7 +217,8 @@ class Guard:
     def _verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any], Claims] | Outcome:
         from revoker.errors import TokenError
 
-        assert self.verifier is not None
+        if self.verifier is None:
+            raise RuntimeError(NO_KEYS)
         try:
             verified = self.verifier.verify(token)
         except TokenError as exc:
@@ -228,7 +229,8 @@ class Guard:
                             ) -> tuple[dict[str, Any], dict[str, Any], Claims] | Outcome:
         from revoker.errors import TokenError
 
-        assert self.verifier is not None
+        if self.verifier is None:
+            raise RuntimeError(NO_KEYS)
         try:
             verified = await self.verifier.verify_async(token)
         except TokenError as exc:

@@ -228,7 +228,7 @@ class Mirror:
         if reconnecting and theirs.oldest is not None and _id(theirs.oldest) > ours:
             raise Gap("events after ours are no longer held by the service")
         if latest <= ours:
-            self._confirm(started)
+            self.confirm(started)
         else:
             self._pending.append((started, latest))
         now = self.clock()
@@ -236,7 +236,8 @@ class Mirror:
             self.table.sweep(now)
         return theirs
 
-    def _confirm(self, at: float) -> None:
+    def confirm(self, at: float) -> None:
+        """Record that the copy held every revocation acknowledged before ``at``."""
         self._confirmed_at = max(self._confirmed_at, at)
 
     def _check_behind(self) -> None:
@@ -259,7 +260,7 @@ class Mirror:
             self.table.put(event.record, now)
         self.position = event.id
         while self._pending and self._pending[0][1] <= event_id:
-            self._confirm(self._pending.popleft()[0])
+            self.confirm(self._pending.popleft()[0])
         if int(now) // BUCKET_S > self.table.swept:
             self.table.sweep(now)
 
