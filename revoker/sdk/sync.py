@@ -1,9 +1,10 @@
 """The synchronous twin of ``RevokerClient``, for WSGI code (Flask, Django) and scripts.
 
 It needs no event loop and no dependency beyond the standard library: ``http.client``
-with one keep-alive connection per thread (a WSGI server answers from a pool of threads,
-and an ``HTTPConnection`` must never be shared between two of them). The answers and the
-errors are exactly those of the async client:
+with a small pool of keep-alive connections. A connection is lent to one thread for one
+exchange (an ``HTTPConnection`` must never be used by two threads at once) and given
+back, so WSGI servers that start a thread per request do not leak a socket per thread.
+The answers and the errors are exactly those of the async client:
 
     rc = SyncRevokerClient("http://revoker:8080", key=os.environ["REVOKER_API_KEY"])
     if rc.check(claims={"jti": jti, "sub": sub, "iat": iat}).revoked: ...
@@ -45,10 +46,10 @@ Response = tuple[int, Mapping[str, str], bytes]
 
 
 class SyncRevokerClient:
-    """Thread-safe: each thread that calls it gets a connection of its own."""
+    """Thread-safe; at most ``pool_size`` idle connections are kept."""
 
     def __init__(self, url: str = DEFAULT_URL, key: str | None = None, *,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, pool_size: int = 8) -> None:
         self.url = url.rstrip("/")
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -59,14 +60,16 @@ class SyncRevokerClient:
         self._base = parts.path
         self._key = key
         self.timeout_s = timeout_s
-        self._local = threading.local()
+        self.pool_size = pool_size
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
 
     def close(self) -> None:
-        """Closes this thread's connection (others close when their thread ends)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Closes the idle connections (one lent out is closed when given back)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
             conn.close()
-            self._local.conn = None
 
     def __enter__(self) -> SyncRevokerClient:
         return self
@@ -74,39 +77,49 @@ class SyncRevokerClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _connection(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            conn = cls(self._host, self._port, timeout=self.timeout_s)
-            self._local.conn = conn
-        return conn
+    def _take(self) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection, and whether it was used before (it may have been closed)."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        return cls(self._host, self._port, timeout=self.timeout_s), False
+
+    def _give_back(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if len(self._idle) < self.pool_size:
+                self._idle.append(conn)
+                return
+        conn.close()
 
     def send(self, method: str, path: str, *, body: bytes | None = None,
              headers: Mapping[str, str] | None = None) -> Response:
-        """One exchange. A kept-alive connection that the server closed meanwhile is opened
-        again, once: every call of this API is idempotent (a revoke repeated is a merge)."""
+        """One exchange. An idle connection that the server closed meanwhile is replaced
+        and the request sent again: every call of this API is idempotent (a revoke
+        repeated is a merge). A fresh connection that fails is ``Unreachable``."""
         all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
-        for attempt in (0, 1):
-            conn = self._connection()
+        while True:
+            conn, reused = self._take()
             try:
                 conn.request(method, self._base + path, body=body, headers=all_headers)
                 resp = conn.getresponse()
                 raw = resp.read()
-                if resp.will_close:
-                    self.close()
-                return resp.status, dict(resp.headers.items()), raw
             except (http.client.RemoteDisconnected, BrokenPipeError,
                     ConnectionResetError) as exc:
-                self.close()
-                if attempt:
-                    raise Unreachable(f"cannot reach {self.url}: {_describe(exc)}") from exc
+                conn.close()
+                if reused:
+                    continue
+                raise Unreachable(f"cannot reach {self.url}: {_describe(exc)}") from exc
             except (OSError, http.client.HTTPException) as exc:
-                self.close()
+                conn.close()
                 if isinstance(exc, socket.timeout | TimeoutError):
                     exc = TimeoutError()
                 raise Unreachable(f"cannot reach {self.url}: {_describe(exc)}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+            if resp.will_close:
+                conn.close()
+            else:
+                self._give_back(conn)
+            return resp.status, dict(resp.headers.items()), raw
 
     def request(self, method: str, path: str, *, json_body: Any = None,
                 params: Mapping[str, str] | None = None,
