@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -129,7 +130,12 @@ def record_from(data: Mapping[str, Any]) -> Record:
                   expires_at=int(data["expires_at"]),
                   issued_before=None if data.get("issued_before") is None
                   else int(data["issued_before"]),
-                  reason=data.get("reason"), actor=data.get("actor"))
+                  reason=data.get("reason"), actor=_interned(data.get("actor")))
+
+
+def _interned(actor: Any) -> Any:
+    """Actors are the few names of API keys, repeated on every record a mirror holds."""
+    return sys.intern(actor) if isinstance(actor, str) else actor
 
 
 def event_from(data: Mapping[str, Any]) -> Event:

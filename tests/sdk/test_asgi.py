@@ -28,13 +28,13 @@ pytestmark = pytest.mark.redis
 
 def fastapi_app(guard: Guard, *, middleware: bool) -> FastAPI:
     app = FastAPI()
-    require_token = RevokerBearer(guard)
+    claims_of_caller = Depends(RevokerBearer(guard))
     if middleware:
         app.add_middleware(RevokerMiddleware, guard=guard, exclude=("/health",))
 
     @app.get("/me")
     async def me(request: Request,
-                 claims: dict[str, Any] = Depends(require_token)) -> dict[str, Any]:
+                 claims: dict[str, Any] = claims_of_caller) -> dict[str, Any]:
         return {"sub": claims["sub"], "jti": claims["jti"]}
 
     @app.get("/health")
