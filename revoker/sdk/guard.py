@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from revoker.errors import TokenError
 from revoker.model import Claims, claims_from_token
 from revoker.sdk.client import ApiError, AuthError, ClientError, RevokerClient
 from revoker.sdk.mirror import Mirror
@@ -215,8 +216,6 @@ class Guard:
     # -- mirror mode -----------------------------------------------------------------
 
     def _verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any], Claims] | Outcome:
-        from revoker.errors import TokenError
-
         if self.verifier is None:
             raise RuntimeError(NO_KEYS)
         try:
@@ -227,8 +226,6 @@ class Guard:
 
     async def _verify_async(self, token: str
                             ) -> tuple[dict[str, Any], dict[str, Any], Claims] | Outcome:
-        from revoker.errors import TokenError
-
         if self.verifier is None:
             raise RuntimeError(NO_KEYS)
         try:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from revoker.errors import TokenError
 from revoker.sdk.runtime import BackgroundLoop
 
 if TYPE_CHECKING:
@@ -147,8 +148,6 @@ class LocalVerifier:
             return self.validator.validate(token)
 
     def verify(self, token: str, *, wait_s: float = 3.0) -> Verified:
-        from revoker.errors import TokenError
-
         try:
             return self._validate(token)
         except TokenError as exc:
@@ -159,8 +158,6 @@ class LocalVerifier:
         return self._validate(token)
 
     async def verify_async(self, token: str) -> Verified:
-        from revoker.errors import TokenError
-
         try:
             return self._validate(token)
         except TokenError as exc:
