@@ -70,8 +70,11 @@ class Outcome:
         return {"ok": 200, "refused": 401, "unavailable": 503}[self.status]
 
     def challenge(self) -> str:
-        """RFC 6750 ``WWW-Authenticate`` for a refusal (the reason only, never the token)."""
-        reason = (self.reason or "invalid token").replace('"', "'")
+        """RFC 6750 ``WWW-Authenticate`` for a refusal: the reason only, never the token,
+        and only printable characters (a reason relayed from the service cannot split
+        the header)."""
+        reason = "".join(ch if ch.isprintable() and ch not in '"\\' else "'"
+                         for ch in (self.reason or "invalid token")[:200])
         return f'Bearer error="invalid_token", error_description="{reason}"'
 
 
@@ -133,7 +136,7 @@ class Guard:
     def close(self) -> None:
         if self.runtime.running:
             self.runtime.call(self._stop_loop(), timeout_s=10.0)
-            self.runtime.stop()
+        self.runtime.stop()
         self.sync.close()
 
     async def _stop_loop(self) -> None:

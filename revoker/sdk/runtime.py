@@ -58,6 +58,8 @@ class BackgroundLoop:
         return await asyncio.wrap_future(self.submit(coro))
 
     def stop(self, *, timeout_s: float = 5.0) -> None:
-        if self._started and self._thread.is_alive():
+        if not self._started:
+            self.loop.close()  # never run: nothing on it to finish
+        elif self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout_s)

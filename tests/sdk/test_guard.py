@@ -12,8 +12,8 @@ from collections.abc import Callable
 import pytest
 
 from revoker.sdk import Guard, Outcome, SyncRevokerClient
-from tests.jwt_factory import KeySet
-from tests.sdk.conftest import ADMIN, STALENESS_S, eventually
+from tests.jwt_factory import KeySet, jwk
+from tests.sdk.conftest import ADMIN, STALENESS_S, JwksHttp, eventually
 from tests.serve_proc import ServeProcess
 
 pytestmark = pytest.mark.redis
@@ -127,3 +127,22 @@ def test_metric_hook_sees_every_outcome(make_guard: Callable[..., Guard],
     guard.authenticate(keyset.token())
     guard.authenticate("nope")
     assert [o.status for o in seen] == ["ok", "refused"]
+
+
+def test_a_rotated_key_is_fetched_before_the_token_is_refused(
+        make_guard: Callable[..., Guard], jwks: JwksHttp) -> None:
+    """A kid the JWKS did not list at start: the guard waits (bounded) for one new read
+    of the JWKS, from a WSGI thread and from an event loop alike."""
+    threaded, looped = make_guard(), make_guard()
+    rotated = KeySet()  # new keys, published after both guards started
+    before = dict(jwks.jwks)
+    jwks.jwks = {"keys": [*before["keys"], jwk(rotated.ec, "ec-rotated", "ES256")]}
+    try:
+        token = rotated.token("ES256", kid="ec-rotated")
+        outcome = threaded.authenticate(token)
+        assert outcome.ok, outcome.reason
+        assert asyncio.run(looped.authenticate_async(token)).ok
+        assert threaded.authenticate(rotated.token("ES256", kid="ec-unknown")).reason \
+            == "unknown key"
+    finally:
+        jwks.jwks = before
