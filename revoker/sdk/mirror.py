@@ -172,6 +172,7 @@ class Mirror:
                     await self.resync()
                 await self._follow()
                 failures = 0
+                await asyncio.sleep(RETRY_S[0])  # a stream the service ended: not in a spin
             except Gap as exc:
                 log.warning("revocation mirror: %s; loading the denylist again", exc)
                 self.synced = False
