@@ -193,6 +193,18 @@ class Revoker:
         """End every subscription; the store itself is closed by its owner."""
         await self.feed.close()
 
+    async def position(self) -> str:
+        """The id of the newest event (``0-0`` when none was ever written). Read before a
+        snapshot of the records, it is where a mirror starts following the events: every
+        change made during the snapshot has a later id."""
+        return await self.store.last_event_id() or "0-0"
+
+    async def oldest_position(self) -> str | None:
+        """The id of the oldest event the store still holds (None when it holds none): a
+        mirror whose position is older has missed events trimmed since, and resyncs."""
+        events = await self.store.events(after=None, limit=1)
+        return events[0].id if events else None
+
 
 #: Metric children resolved once: ``labels()`` on every check costs more than the count.
 _CHECKS_OK = metrics.fast_counter(metrics.CHECKS.labels(result="ok"))

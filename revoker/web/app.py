@@ -21,6 +21,7 @@ from revoker.web import (
     authz,
     check,
     console,
+    denylist,
     events,
     gtr,
     health,
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 #: Every API area; each module has ``routes`` and may have ``setup(app)`` for resources.
 ROUTE_MODULES: tuple[ModuleType, ...] = (health, openapi, check, revocations, events, stream,
                                            authz, introspect, logout, oauth, oidc, ssf, whoami,
-                                           console, gtr, metadata, ssf_poll)
+                                           console, gtr, metadata, ssf_poll, denylist)
 STARTUP_RETRY_S = 10.0
 
 

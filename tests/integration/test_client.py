@@ -1,15 +1,20 @@
-"""revoker.client against a real ``revoker serve`` on a Redis store started by the suite."""
+"""revoker.client (and its synchronous twin) against a real ``revoker serve`` on a Redis
+store started by the suite."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from revoker.client import ApiError, AuthError, RevokerClient, Unreachable
-from tests.integration.conftest import ADMIN, CHECKER
-from tests.redis_proc import free_port
+from revoker.sdk import SyncRevokerClient
+from tests.integration.conftest import ADMIN, CHECKER, KEYS
+from tests.jwt_factory import HS_SECRET, claims, sign
+from tests.redis_proc import RedisProcess, free_port
 from tests.serve_proc import ServeProcess
 
 
@@ -88,3 +93,84 @@ async def test_errors_are_typed(service: ServeProcess) -> None:
     async with RevokerClient(f"http://127.0.0.1:{free_port()}", ADMIN, timeout_s=2) as rc:
         with pytest.raises(Unreachable):
             await rc.check_jti("x")
+
+
+@pytest.fixture
+def jwt_service(redis_server: RedisProcess, prefix: str) -> Iterator[ServeProcess]:
+    """The service validating HS256 tokens, for ``authz`` and ``introspect``."""
+    server = ServeProcess({"REVOKER_STORE_URL": redis_server.url, "REVOKER_API_KEYS": KEYS,
+                           "REVOKER_KEY_PREFIX": prefix, "REVOKER_ACCESS_LOG": "false",
+                           "REVOKER_JWT_SECRET": HS_SECRET,
+                           "REVOKER_JWT_ALGORITHMS": "HS256"}).start()
+    yield server
+    server.stop()
+
+
+def hs_token(**overrides: Any) -> str:
+    return sign(HS_SECRET, "HS256", claims(**overrides))
+
+
+async def test_authz_and_introspect_answer_for_valid_revoked_and_invalid_tokens(
+        jwt_service: ServeProcess) -> None:
+    token = hs_token(sub="alice")
+    async with RevokerClient(jwt_service.url, CHECKER) as rc, \
+            RevokerClient(jwt_service.url, ADMIN) as admin:
+        answer = await rc.authz(token)
+        assert answer.ok and answer.subject == "alice" and not answer.degraded
+        assert answer.jti is not None
+        active = await rc.introspect(token)
+        assert active["active"] is True and active["sub"] == "alice"
+        bad = await rc.authz(token + "x")
+        assert not bad.ok and bad.reason == "bad signature"
+        assert await rc.introspect(token + "x") == {"active": False}
+        await admin.revoke_token(token)
+        revoked = await rc.authz(token)
+        assert not revoked.ok and revoked.reason == "revoked"
+        assert await rc.introspect(token) == {"active": False}
+
+
+async def test_authz_with_a_refused_key_is_an_auth_error(jwt_service: ServeProcess) -> None:
+    async with RevokerClient(jwt_service.url, "rvk_wrong") as rc:
+        with pytest.raises(AuthError) as refused:
+            await rc.authz(hs_token())
+        assert refused.value.status == 401
+        with pytest.raises(AuthError):
+            await rc.introspect(hs_token())
+
+
+def test_sync_client_gives_the_same_answers_as_the_async_one(
+        jwt_service: ServeProcess) -> None:
+    token = hs_token(sub="bob")
+    with SyncRevokerClient(jwt_service.url, CHECKER) as rc, \
+            SyncRevokerClient(jwt_service.url, ADMIN) as admin:
+        assert rc.authz(token).subject == "bob"
+        assert rc.introspect(token)["active"] is True
+        assert not rc.check(token=token).revoked
+        revocation = admin.revoke_token(token, reason="stolen laptop")
+        assert revocation.created and revocation.record is not None
+        assert rc.check(token=token).revoked
+        assert rc.check_jti(revocation.record.value).revoked
+        assert rc.authz(token).reason == "revoked"
+        assert admin.get("jti", revocation.record.value) is not None
+        assert admin.unrevoke("jti", revocation.record.value) is True
+        assert admin.unrevoke("jti", revocation.record.value) is False
+        with pytest.raises(AuthError) as scoped:
+            rc.revoke("jti", "x")
+        assert scoped.value.status == 403
+        with pytest.raises(ApiError) as bad:
+            admin.revoke("jti", "\x00")
+        assert bad.value.status == 400
+        assert rc.ready()[0] is True
+    with SyncRevokerClient(f"http://127.0.0.1:{free_port()}", ADMIN, timeout_s=2) as gone, \
+            pytest.raises(Unreachable):
+        gone.check_jti("x")
+
+
+def test_sync_client_reconnects_after_the_service_closed_its_connection(
+        jwt_service: ServeProcess) -> None:
+    """A kept-alive connection that the server dropped (a restart) is opened again."""
+    with SyncRevokerClient(jwt_service.url, CHECKER) as rc:
+        assert not rc.check_jti("a").revoked
+        jwt_service.stop()
+        jwt_service.start()
+        assert not rc.check_jti("a").revoked
