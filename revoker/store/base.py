@@ -283,8 +283,16 @@ class Store(ABC):
             self._check_cursor(cursor)
         wanted = RecordFilter(kind=kind, prefix=prefix or None, actor=actor)
         return await self._bounded(self._scan(wanted, cursor, limit), operation="scan",
-                                   timeout_s=self._write_timeout(max(limit, 1000)),
-                                   lane=self.cold)
+                                   timeout_s=self._scan_timeout_s(limit), lane=self.cold)
+
+    def _scan_timeout_s(self, limit: int) -> float:
+        return self._write_timeout(max(limit, 1000))
+
+    def scan_budget_s(self, limit: int) -> float:
+        """How long a listing page keeps examining keys for matches before it answers with
+        what it has and a cursor: well inside the page's own time bound, so a sparse filter
+        over a large keyspace yields short pages, never a timeout."""
+        return 0.4 * self._scan_timeout_s(limit)
 
     async def events(self, *, after: str | None, limit: int) -> list[Event]:
         """A page of events strictly after ``after`` (oldest first), without waiting:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -185,8 +186,9 @@ class ClusterStore(RedisStore):
         shards = self._shards()
         pattern = self.keys.record_pattern(wanted.kind, wanted.prefix or "")
         found: list[Record] = []
+        deadline = time.monotonic() + self.scan_budget_s(limit)
         for _ in range(SCAN_ROUNDS):
-            if shard >= len(shards) or len(found) == limit:
+            if shard >= len(shards) or len(found) == limit or time.monotonic() >= deadline:
                 break
             reply = await shards[shard].execute_command("SCAN", scan_cursor, "MATCH", pattern,
                                                         "COUNT", SCAN_COUNT)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -48,8 +49,9 @@ log = logging.getLogger(__name__)
 UPSERT_CHUNK: Final = 200
 SCAN_COUNT: Final = 1000
 #: SCAN calls one listing page makes at most (so at most this many times ``SCAN_COUNT``
-#: keys examined), however few keys match.
-SCAN_ROUNDS: Final = 8
+#: keys examined), however few keys match; a page also stops early once it has spent its
+#: time budget (``Store.scan_budget_s``), returning what it found and a cursor.
+SCAN_ROUNDS: Final = 1000
 UNAVAILABLE: Final = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError,
                       rex.ReadOnlyError, rex.TryAgainError, rex.ClusterDownError)
 
@@ -290,6 +292,7 @@ class RedisStore(Store):
         scan_cursor, skip = _decode_scan_cursor(cursor)
         pattern = self.keys.record_pattern(wanted.kind, wanted.prefix or "")
         found: list[Record] = []
+        deadline = time.monotonic() + self.scan_budget_s(limit)
         for _ in range(SCAN_ROUNDS):
             following, batch = await self.cold_client.scan(scan_cursor, match=pattern,
                                                            count=SCAN_COUNT)
@@ -300,7 +303,7 @@ class RedisStore(Store):
             skip, scan_cursor = 0, int(following)
             if scan_cursor == 0:
                 return found, None
-            if len(found) == limit:
+            if len(found) == limit or time.monotonic() >= deadline:
                 break
         return found, f"{scan_cursor}.0"
 
