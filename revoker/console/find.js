@@ -170,9 +170,18 @@ async function historySection(pairs) {
   }
   const events = [];
   for (const [kind, value] of pairs) {
-    const page = await call("GET", "/v1/events", { query: { kind, value, limit: 1000 } });
-    events.push(...page.body.events.filter((e) => e.record.kind === kind &&
-      e.record.value === value));
+    // Each page examines a bounded stretch of the audit log: follow `next` to its end
+    // (at most 50 pages, a bound on what one look-up may cost).
+    let after = null;
+    for (let pages = 0; pages < 50; pages += 1) {
+      const page = await call("GET", "/v1/events", {
+        query: { kind, value, limit: 1000, after },
+      });
+      events.push(...page.body.events.filter((e) => e.record.kind === kind &&
+        e.record.value === value));
+      if (!page.body.next || page.body.next === after) break;
+      after = page.body.next;
+    }
   }
   events.sort((a, b) => (b.at - a.at) || (b.id > a.id ? 1 : -1));
   section.append(events.length ? el("ol", { class: "feed" }, events.map(eventItem))
@@ -266,12 +275,18 @@ export async function runBrowse(more = false) {
   const actor = byId("browse-actor").value.trim();
   if (!more) { browseCursor = null; clear(byId("browse-list")); }
   try {
-    const page = await call("GET", "/v1/revocations", {
-      query: { kind, prefix, actor, limit: 50, cursor: browseCursor },
-    });
-    browseCursor = page.body.cursor;
-    const items = page.body.items.filter((r) => (!kind || r.kind === kind) &&
-      r.value.startsWith(prefix) && (!actor || r.actor === actor));
+    // A filtered page examines a bounded stretch of the store and may come back empty
+    // with a cursor: keep reading (a few pages at most) until something shows.
+    let items = [];
+    for (let pages = 0; pages < 20; pages += 1) {
+      const page = await call("GET", "/v1/revocations", {
+        query: { kind, prefix, actor, limit: 50, cursor: browseCursor },
+      });
+      browseCursor = page.body.cursor;
+      items = page.body.items.filter((r) => (!kind || r.kind === kind) &&
+        r.value.startsWith(prefix) && (!actor || r.actor === actor));
+      if (items.length || !browseCursor) break;
+    }
     const list = byId("browse-list");
     let table = list.querySelector("table");
     if (!table) {
