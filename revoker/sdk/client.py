@@ -236,21 +236,23 @@ class RevokerClient:
         status, _ = await self.request("DELETE", _record_path(kind, value), ok=(204, 404))
         return status == 204
 
-    async def list_revocations(self, *, kind: str | None = None, cursor: str | None = None,
+    async def list_revocations(self, *, kind: str | None = None, prefix: str | None = None,
+                               actor: str | None = None, cursor: str | None = None,
                                limit: int = 100) -> Page:
-        params = {"limit": str(limit)}
-        if kind:
-            params["kind"] = kind
-        if cursor:
-            params["cursor"] = cursor
+        """One page; a filtered page may be short or empty while ``cursor`` is not None
+        (the service examines a bounded number of records per page)."""
+        params = _present(limit=str(limit), kind=kind, prefix=prefix, actor=actor,
+                          cursor=cursor)
         _, data = await self.request("GET", "/v1/revocations", params=params)
         return Page([record_from(item) for item in data["items"]], data.get("cursor"))
 
-    async def iter_revocations(self, *, kind: str | None = None,
+    async def iter_revocations(self, *, kind: str | None = None, prefix: str | None = None,
+                               actor: str | None = None,
                                page_size: int = 1000) -> AsyncIterator[Record]:
         cursor: str | None = None
         while True:
-            page = await self.list_revocations(kind=kind, cursor=cursor, limit=page_size)
+            page = await self.list_revocations(kind=kind, prefix=prefix, actor=actor,
+                                               cursor=cursor, limit=page_size)
             for record in page.items:
                 yield record
             if page.cursor is None:
@@ -307,10 +309,12 @@ class RevokerClient:
 
     # -- events ------------------------------------------------------------------------
 
-    async def events(self, *, after: str | None = None, limit: int = 100) -> EventPage:
-        params = {"limit": str(limit)}
-        if after:
-            params["after"] = after
+    async def events(self, *, after: str | None = None, limit: int = 100,
+                     kind: str | None = None, value: str | None = None,
+                     actor: str | None = None) -> EventPage:
+        """One page of the audit log, with exact-match filters; ``next`` moves on even when
+        nothing in the examined stretch matched."""
+        params = _present(limit=str(limit), after=after, kind=kind, value=value, actor=actor)
         _, data = await self.request("GET", "/v1/events", params=params)
         return EventPage([event_from(e) for e in data["events"]], data.get("next"))
 
@@ -477,3 +481,8 @@ def _describe(exc: BaseException) -> str:
         return "timed out"
     text = str(exc) or type(exc).__name__
     return text.split("\n")[0][:200]
+
+
+def _present(**params: str | None) -> dict[str, str]:
+    """Query parameters that were given (the service refuses empty filters)."""
+    return {name: value for name, value in params.items() if value}

@@ -388,3 +388,24 @@ def test_command_modules_import_only_common() -> None:
             assert siblings == set(), module.name
         else:
             assert siblings == {"revoker.cli.common"}, module.name
+
+
+def test_list_and_events_find_what_was_revoked_for_a_user(service: ServeProcess) -> None:
+    """Support's question: what was revoked for this user, and by whom?"""
+    for kind, value in (("sub", "carol@example.com"), ("sid", "carol-laptop"),
+                        ("sub", "dave@example.com")):
+        assert cli("revoke", kind, value, "--reason", "ticket 7", url=service.url).returncode == 0
+    assert cli("unrevoke", "sub", "dave@example.com", url=service.url).returncode == 0
+    listed = cli("list", "--prefix", "carol", "--json", url=service.url)
+    assert listed.returncode == 0
+    assert sorted(r["value"] for r in json.loads(listed.stdout)) == ["carol-laptop",
+                                                                   "carol@example.com"]
+    assert all(r["actor"] == "ops" for r in json.loads(listed.stdout))
+    human = cli("list", "--kind", "sid", "--actor", "ops", url=service.url)
+    assert human.stdout.strip().startswith("sid 'carol-laptop' revoked until")
+    history = cli("events", "--value", "dave@example.com", "--json", url=service.url)
+    assert [e["type"] for e in json.loads(history.stdout)] == ["revoked", "unrevoked"]
+    nothing = cli("events", "--kind", "kid", url=service.url)
+    assert nothing.returncode == 0 and nothing.stdout.strip() == "no matching events"
+    refused = cli("list", "--prefix", "carol", url=service.url, key=CHECKER)
+    assert refused.returncode == 1 and "403" in refused.stderr
