@@ -407,6 +407,5 @@ def _timer(operation: str) -> Any:
     observation itself, and lookups run on every strict-mode check."""
     timer = _TIMERS.get(operation)
     if timer is None:
-        timer = _TIMERS[operation] = metrics.fast_histogram(
-            metrics.STORE_DURATION.labels(operation=operation))
+        timer = _TIMERS[operation] = metrics.STORE_DURATION.labels(operation=operation)
     return timer

@@ -73,8 +73,7 @@ def _observe(route: str, method: str, status: int, elapsed: float) -> None:
             counter = _request_counters[(route, method, status)] = metrics.fast_counter(counter)
     timer = _request_timers.get(route)
     if timer is None:
-        timer = _request_timers[route] = metrics.fast_histogram(
-            metrics.HTTP_DURATION.labels(route=route))
+        timer = _request_timers[route] = metrics.HTTP_DURATION.labels(route=route)
     counter.inc()
     timer.observe(elapsed)
 
