@@ -18,12 +18,12 @@ class Script:
         return hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
 
 
-def _load(name: str) -> Script:
+def _read_script(name: str) -> Script:
     source = resources.files("revoker.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
     return Script(name, source)
 
 
-UPSERT: Final = _load("upsert")
-DELETE: Final = _load("delete")
-LOOKUP: Final = _load("lookup")
+UPSERT: Final = _read_script("upsert")
+DELETE: Final = _read_script("delete")
+LOOKUP: Final = _read_script("lookup")
 SCRIPTS: Final = (UPSERT, DELETE, LOOKUP)
