@@ -23,7 +23,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from revoker import keys
+from revoker import apikeys
 from revoker.model import Lifetimes, RevokeRequest
 from revoker.service import Revoker
 from revoker.store.mirror import MirrorStore as Mirror
@@ -65,9 +65,9 @@ async def prepare(redis: RedisProcess, tmp: Path, count: int, extra: dict[str, A
     """Load ``count`` revocations and the tokens' revoked jtis under each of ``prefixes``
     (at least one), the same values under each; memory figures from the first load only."""
     prefixes = list(dict.fromkeys(prefixes)) or [PREFIX]
-    admin_key = keys.generate()
+    admin_key = apikeys.generate()
     data = Data(prefix=prefixes[0], prefixes=prefixes, admin_key=admin_key,
-                keys_line=keys.config_line("bench-admin", ["admin"], admin_key),
+                keys_line=apikeys.config_line("bench-admin", ["admin"], admin_key),
                 key_dir=tmp / "keys", revoked_file=tmp / "revoked.txt")
     token_jtis = _tokens(data, tmp)
     values: list[str] = []

@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, Request
 
-from revoker import keys
+from revoker import apikeys
 from revoker.model import Claims, Record
 from revoker.sdk import Guard, VerifierSettings
 from revoker.sdk.asgi import RevokerMiddleware
@@ -183,7 +183,7 @@ def fastapi_ratio(pem_dir: Path, token: str, args: argparse.Namespace) -> dict[s
     service_port, plain_port, guarded_port = free_port(), free_port(), free_port()
     service = spawn(["-m", "revoker", "serve"], {
         "REVOKER_PORT": str(service_port), "REVOKER_STORE_URL": "memory://",
-        "REVOKER_API_KEYS": keys.config_line("bench", ["check"], CHECK_KEY),
+        "REVOKER_API_KEYS": apikeys.config_line("bench", ["check"], CHECK_KEY),
         "REVOKER_JWT_PUBLIC_KEYS": str(pem_dir), "REVOKER_JWT_ALGORITHMS": "RS256",
         "REVOKER_ACCESS_LOG": "false"})
     wait_port(service_port)

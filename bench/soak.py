@@ -32,7 +32,7 @@ from pathlib import Path
 import aiohttp
 import redis
 
-from revoker import keys
+from revoker import apikeys
 
 PREFIX = "soak:"
 ADMIN_KEY = "rvk_soak_admin_key_0123456789abcdef"
@@ -160,7 +160,7 @@ def start_revoker(store_url: str, port: int, args: argparse.Namespace) -> subpro
     env = {**os.environ, "REVOKER_STORE_URL": store_url, "REVOKER_PORT": str(port),
            "REVOKER_KEY_PREFIX": PREFIX, "REVOKER_LEEWAY": "1", "REVOKER_ACCESS_LOG": "false",
            "REVOKER_EVENTS_MAXLEN": str(args.events_maxlen), "REVOKER_ALLOW_EVICTION": "false",
-           "REVOKER_API_KEYS": keys.config_line("soak", ["admin"], ADMIN_KEY)}
+           "REVOKER_API_KEYS": apikeys.config_line("soak", ["admin"], ADMIN_KEY)}
     proc = subprocess.Popen([sys.executable, "-m", "revoker", "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_port(port)

@@ -57,9 +57,6 @@ class ApiKey:
     scopes: frozenset[str]
     digest: bytes
 
-    def allows(self, scope: str) -> bool:
-        return any(scope in SCOPE_IMPLIES[s] for s in self.scopes)
-
 
 @dataclass(frozen=True, slots=True)
 class OAuthClient:

@@ -93,11 +93,6 @@ def merge(old: Record, new: Record) -> Record:
     return replace(old, expires_at=max(old.expires_at, new.expires_at), issued_before=cutoff)
 
 
-def key_suffix(kind: str, value: str) -> str:
-    """The part of the Redis key after the prefix: ``{kind}:{value}``."""
-    return f"{kind}:{value}"
-
-
 def check_kind(kind: Any) -> str:
     if not isinstance(kind, str) or kind not in KINDS:
         raise InvalidInput(f"kind must be one of {', '.join(KINDS)}", field="kind")

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import jwt
 
-from revoker import keys, logs, server
+from revoker import apikeys, logs, server
 from revoker.cli.common import EXIT_OK, EXIT_USAGE, Subcommands, UsageError, fail
 from revoker.config import PREFIX, Settings
 
@@ -94,7 +94,7 @@ def dev_settings(args: argparse.Namespace, *, admin_key: str, secret: str) -> Se
     """The environment's settings, with the store, keys and JWT key source chosen here."""
     env = {k: v for k, v in os.environ.items() if k.startswith(PREFIX) and k not in DEV_OWNED}
     env.update({PREFIX + "STORE_URL": "memory://",
-                PREFIX + "API_KEYS": keys.config_line("dev-admin", ["admin"], admin_key),
+                PREFIX + "API_KEYS": apikeys.config_line("dev-admin", ["admin"], admin_key),
                 PREFIX + "JWT_ALGORITHMS": DEV_ALGORITHM, SECRET_VARIABLE: secret})
     if args.host:
         env[PREFIX + "HOST"] = args.host
@@ -104,7 +104,7 @@ def dev_settings(args: argparse.Namespace, *, admin_key: str, secret: str) -> Se
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    admin_key = keys.generate()
+    admin_key = apikeys.generate()
     secret = secrets.token_urlsafe(32)
     settings = dev_settings(args, admin_key=admin_key, secret=secret)
     logs.configure(fmt=settings.log_format, level=settings.log_level)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from revoker import keys
+from revoker import apikeys
 from revoker.cli.common import EXIT_OK, EXIT_USAGE, Subcommands, fail
 from revoker.config import KEY_NAME_RULE, SCOPES, Settings, valid_key_name
 
@@ -31,8 +31,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     scopes = [s for s in args.scopes.replace(",", "+").split("+") if s]
     if not scopes or any(s not in SCOPES for s in scopes):
         return fail(f"--scopes must be among {', '.join(SCOPES)}, joined by '+'", EXIT_USAGE)
-    key = keys.generate()
-    line = keys.config_line(args.name, scopes, key)
+    key = apikeys.generate()
+    line = apikeys.config_line(args.name, scopes, key)
     Settings.from_env({"REVOKER_API_KEYS": line})  # the service must read it as written
     print(f"key:    {key}")
     print(f"config: {line}")

@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import sys
 
-from revoker import keys, logs, server
+from revoker import apikeys, logs, server
 from revoker.cli.common import Subcommands
 from revoker.config import Settings
 
@@ -37,8 +37,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _with_bootstrap_key(settings: Settings) -> Settings:
     if settings.api_keys:
         return settings
-    key = keys.generate()
-    line = keys.config_line("bootstrap-admin", ["admin"], key)
+    key = apikeys.generate()
+    line = apikeys.config_line("bootstrap-admin", ["admin"], key)
     print("revoker: no API key configured; generated an admin key for this run only:\n"
           f"    {key}\n"
           "It is shown once and not stored. To keep it, set "

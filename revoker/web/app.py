@@ -11,9 +11,9 @@ from types import ModuleType
 from aiohttp import web
 
 from revoker import metrics
+from revoker.apikeys import KeyRing
 from revoker.config import Settings
 from revoker.errors import StoreUnavailable
-from revoker.keys import KeyRing
 from revoker.model import Lifetimes
 from revoker.service import Revoker
 from revoker.store import Store, open_store

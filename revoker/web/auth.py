@@ -10,8 +10,8 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
+from revoker.apikeys import ANONYMOUS_CHECKER, KeyRing, Principal
 from revoker.errors import Forbidden, Unauthenticated
-from revoker.keys import ANONYMOUS_CHECKER, KeyRing, Principal
 from revoker.web.state import KEYRING, SETTINGS
 
 KEY_HEADER = "X-Revoker-Key"

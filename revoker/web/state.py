@@ -7,8 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
+from revoker.apikeys import KeyRing
 from revoker.config import Settings
-from revoker.keys import KeyRing
 from revoker.service import Revoker
 from revoker.store import Store
 from revoker.tokens import TokenValidator

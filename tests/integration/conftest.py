@@ -6,14 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from revoker import keys
+from revoker import apikeys
 from tests.redis_proc import RedisProcess
 from tests.serve_proc import ServeProcess
 
 ADMIN = "rvk_integration_admin_key_00000000000"
 CHECKER = "rvk_integration_check_key_00000000000"
-KEYS = ",".join([keys.config_line("ops", ["admin"], ADMIN),
-                 keys.config_line("gw", ["check"], CHECKER)])
+KEYS = ",".join([apikeys.config_line("ops", ["admin"], ADMIN),
+                 apikeys.config_line("gw", ["check"], CHECKER)])
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from typing import Any
 import jwt
 import pytest
 
-from revoker import keys
+from revoker import apikeys
 from tests.redis_proc import RedisProcess
 from tests.serve_proc import ServeProcess
 
@@ -46,9 +46,9 @@ IMAGES = ROOT / "docs" / "images"
 ADMIN = "rvk_console_admin_key_0000000000000000"
 REVOKER = "rvk_console_revoke_key_000000000000000"
 CHECKER = "rvk_console_check_key_0000000000000000"
-KEYS = ",".join([keys.config_line("support-admin", ["admin"], ADMIN),
-                 keys.config_line("helpdesk", ["revoke"], REVOKER),
-                 keys.config_line("gateway", ["check"], CHECKER)])
+KEYS = ",".join([apikeys.config_line("support-admin", ["admin"], ADMIN),
+                 apikeys.config_line("helpdesk", ["revoke"], REVOKER),
+                 apikeys.config_line("gateway", ["check"], CHECKER)])
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
        "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 XSS_VALUE = "<img src=x onerror=window.__pwned=1>"

@@ -10,12 +10,12 @@ import urllib.request
 
 import pytest
 
-from revoker import keys
+from revoker import apikeys
 from tests.redis_proc import RedisProcess
 from tests.serve_proc import ServeProcess
 
 ADMIN = "rvk_core_serve_admin_key_000000000000"
-KEYS = keys.config_line("ops", ["admin"], ADMIN)
+KEYS = apikeys.config_line("ops", ["admin"], ADMIN)
 
 
 def call(url: str, method: str = "GET", body: object = None, key: str = ADMIN) -> tuple[int,
@@ -122,7 +122,7 @@ def test_keygen_prints_key_and_config_line() -> None:
                           "--scopes", "check"], capture_output=True, text=True, check=True)
     lines = dict(line.split(":", 1) for line in out.stdout.strip().splitlines())
     key, config = lines["key"].strip(), lines["config"].strip()
-    assert config == keys.config_line("gw", ["check"], key)
+    assert config == apikeys.config_line("gw", ["check"], key)
     bad = subprocess.run([sys.executable, "-m", "revoker", "keygen", "--name", "gw",
                           "--scopes", "root"], capture_output=True, text=True)
     assert bad.returncode == 2

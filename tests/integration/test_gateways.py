@@ -32,15 +32,15 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from revoker import keys
+from revoker import apikeys
 from tests.jwt_factory import AUDIENCE, ISSUER, KeySet
 from tests.redis_proc import RedisProcess, free_port, wait_port
 from tests.serve_proc import ServeProcess
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-ADMIN_KEY = keys.generate()
-GATEWAY_KEY = keys.generate()
+ADMIN_KEY = apikeys.generate()
+GATEWAY_KEY = apikeys.generate()
 
 
 def find_binary(name: str, *fallbacks: str) -> str | None:
@@ -300,8 +300,8 @@ def revoker(own_redis: RedisProcess, keyset: KeySet, tmp_path: Path) -> Iterator
         "REVOKER_JWT_PUBLIC_KEYS": str(keyset.write_pems(tmp_path / "keys")),
         "REVOKER_JWT_ISSUER": ISSUER, "REVOKER_JWT_AUDIENCE": AUDIENCE,
         "REVOKER_ACCESS_LOG": "false",
-        "REVOKER_API_KEYS": ",".join([keys.config_line("admin", ["admin"], ADMIN_KEY),
-                                      keys.config_line("gateway", ["check"], GATEWAY_KEY)])})
+        "REVOKER_API_KEYS": ",".join([apikeys.config_line("admin", ["admin"], ADMIN_KEY),
+                                      apikeys.config_line("gateway", ["check"], GATEWAY_KEY)])})
     server.start()
     yield server
     server.stop()

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from revoker import keys
+from revoker import apikeys
 from tests.jwt_factory import AUDIENCE, ISSUER, KeySet
 from tests.redis_proc import RedisProcess, free_port, wait_port
 
@@ -27,8 +27,8 @@ NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_CONF = REPO / "deploy" / "nginx" / "revoker.conf"
-ADMIN_KEY = keys.generate()
-GATEWAY_KEY = keys.generate()
+ADMIN_KEY = apikeys.generate()
+GATEWAY_KEY = apikeys.generate()
 
 pytestmark = [
     pytest.mark.slow,
@@ -76,8 +76,8 @@ def start_revoker(port: int, store_url: str, prefix: str, pem_dir: Path,
     env = {**os.environ, "REVOKER_PORT": str(port), "REVOKER_STORE_URL": store_url,
            "REVOKER_KEY_PREFIX": prefix, "REVOKER_JWT_PUBLIC_KEYS": str(pem_dir),
            "REVOKER_JWT_ISSUER": ISSUER, "REVOKER_JWT_AUDIENCE": AUDIENCE,
-           "REVOKER_API_KEYS": ",".join([keys.config_line("admin", ["admin"], ADMIN_KEY),
-                                         keys.config_line("nginx", ["check"], GATEWAY_KEY)])}
+           "REVOKER_API_KEYS": ",".join([apikeys.config_line("admin", ["admin"], ADMIN_KEY),
+                                         apikeys.config_line("nginx", ["check"], GATEWAY_KEY)])}
     with (tmp / "revoker.log").open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "revoker", "serve"], env=env,
                                 stdout=log, stderr=subprocess.STDOUT)

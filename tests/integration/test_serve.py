@@ -33,13 +33,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
-from revoker import keys
+from revoker import apikeys
 from tests.redis_proc import RedisProcess, free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 ADMIN = "rvk_serve_test_admin_key_0123456789abcdef"
-KEYS = keys.config_line("ops", ["admin"], ADMIN)
+KEYS = apikeys.config_line("ops", ["admin"], ADMIN)
 DEADLINE_S = 20.0
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from revoker import keys
+from revoker import apikeys
 from revoker.sdk import Guard, VerifierSettings
 from tests.jwt_factory import AUDIENCE, ISSUER, KeySet
 from tests.redis_proc import RedisProcess
@@ -20,8 +20,8 @@ from tests.serve_proc import ServeProcess
 
 ADMIN = "rvk_sdk_admin_key_000000000000000000"
 CHECKER = "rvk_sdk_check_key_000000000000000000"
-KEYS = ",".join([keys.config_line("ops", ["admin"], ADMIN),
-                 keys.config_line("app", ["check"], CHECKER)])
+KEYS = ",".join([apikeys.config_line("ops", ["admin"], ADMIN),
+                 apikeys.config_line("app", ["check"], CHECKER)])
 #: The bound the tests hold the SDK to: a revoke is enforced within this many seconds.
 STALENESS_S = 2.0
 

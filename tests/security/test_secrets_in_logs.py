@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from revoker import keys
+from revoker import apikeys
 from revoker.web import transport
 from tests.redis_proc import RedisProcess
 from tests.serve_proc import ServeProcess, raw_exchange, status_of
@@ -113,8 +113,8 @@ def _bad_credentials_with_valid_framing() -> list[tuple[bytes, int]]:
                 ids=["text-1", "json-1", "text-2", "json-2"])
 def server(request: pytest.FixtureRequest, redis_server: RedisProcess) -> Iterator[ServeProcess]:
     fmt, workers = request.param
-    keyring = ",".join([keys.config_line("ops", ["admin"], ADMIN_KEY),
-                        keys.config_line("gw", ["check"], CHECK_KEY)])
+    keyring = ",".join([apikeys.config_line("ops", ["admin"], ADMIN_KEY),
+                        apikeys.config_line("gw", ["check"], CHECK_KEY)])
     proc = ServeProcess({
         "REVOKER_STORE_URL": redis_server.url, "REVOKER_KEY_PREFIX": PREFIX,
         "REVOKER_API_KEYS": keyring, "REVOKER_WORKERS": str(workers),
@@ -215,7 +215,7 @@ def _content_type(answer: bytes) -> bytes:
 def small_server(redis_server: RedisProcess) -> Iterator[ServeProcess]:
     proc = ServeProcess({
         "REVOKER_STORE_URL": redis_server.url, "REVOKER_KEY_PREFIX": PREFIX,
-        "REVOKER_API_KEYS": keys.config_line("ops", ["admin"], ADMIN_KEY),
+        "REVOKER_API_KEYS": apikeys.config_line("ops", ["admin"], ADMIN_KEY),
         "REVOKER_LOG_LEVEL": "DEBUG", "REVOKER_HEADER_TIMEOUT": "0.5",
         "REVOKER_BODY_TIMEOUT": "0.5", "REVOKER_KEEPALIVE_TIMEOUT": "0.2",
     }, log_to_file=True)

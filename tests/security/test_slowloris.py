@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from revoker import keys
+from revoker import apikeys
 from tests.serve_proc import ServeProcess, raw_exchange, status_of
 
 pytestmark = [pytest.mark.security, pytest.mark.slow]
@@ -36,7 +36,7 @@ HEAD = b"GET /v1/check/slow HTTP/1.1\r\nHost: revoker\r\nX-Revoker-Key: " + \
 
 
 def serve(**env: str) -> ServeProcess:
-    return ServeProcess({"REVOKER_API_KEYS": keys.config_line("gw", ["check"], CHECK_KEY),
+    return ServeProcess({"REVOKER_API_KEYS": apikeys.config_line("gw", ["check"], CHECK_KEY),
                          "REVOKER_ACCESS_LOG": "false", **env}, log_to_file=True)
 
 

@@ -21,7 +21,7 @@ import aiohttp
 import jwt
 import pytest
 
-from revoker import keys
+from revoker import apikeys
 from tests.jwt_factory import HS_SECRET, claims
 from tests.redis_proc import RedisProcess
 from tests.serve_proc import ServeProcess
@@ -30,8 +30,8 @@ pytestmark = [pytest.mark.security, pytest.mark.redis, pytest.mark.slow]
 
 ADMIN = "rvk_streams_admin_key_000000000000000"
 CHECKER = "rvk_streams_check_key_000000000000000"
-KEYS = ",".join([keys.config_line("ops", ["admin"], ADMIN),
-                 keys.config_line("gw", ["check"], CHECKER)])
+KEYS = ",".join([apikeys.config_line("ops", ["admin"], ADMIN),
+                 apikeys.config_line("gw", ["check"], CHECKER)])
 STREAMS = 300
 #: Redis accepts this many clients in all: far fewer than the streams, more than both
 #: workers' own pools need.

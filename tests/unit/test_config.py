@@ -4,11 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from revoker import keys
+from revoker import apikeys
 from revoker.config import _PARSERS, CLIENT_VARIABLES, Settings, valid_key_name
 from revoker.errors import ConfigError
 
-LINE = keys.config_line("ops", ["admin"], "k")
+KEY = "k"
+LINE = apikeys.config_line("ops", ["admin"], KEY)
 
 
 def test_defaults_match_the_contract() -> None:
@@ -48,7 +49,9 @@ def test_bad_values_name_the_variable(variable: str, value: str) -> None:
 def test_api_keys_parse_and_imply_scopes() -> None:
     s = Settings.from_env({"REVOKER_API_KEYS": LINE})
     (key,) = s.api_keys
-    assert key.name == "ops" and key.allows("check") and key.allows("revoke")
+    principal = apikeys.KeyRing(s.api_keys).find(KEY)
+    assert key.name == "ops" and principal is not None
+    assert principal.allows("check") and principal.allows("revoke")
 
 
 def test_keys_file_and_toml(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Web fixtures: an app on a real store behind aiohttp's test client, and API keys."""
+"""Web fixtures: an app on a real store behind aiohttp's test client, and API apikeys."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from revoker import keys
+from revoker import apikeys
 from revoker.config import Settings
 from revoker.web.app import create_app
 from tests.lane_server import LaneTestServer
@@ -21,9 +21,9 @@ ADMIN_KEY = "rvk_test_admin_key_0123456789abcdef"
 REVOKE_KEY = "rvk_test_revoke_key_0123456789abcdef"
 CHECK_KEY = "rvk_test_check_key_0123456789abcdef"
 KEYS_ENV = ",".join([
-    keys.config_line("admin-console", ["admin"], ADMIN_KEY),
-    keys.config_line("logout-hook", ["revoke"], REVOKE_KEY),
-    keys.config_line("gateway", ["check"], CHECK_KEY),
+    apikeys.config_line("admin-console", ["admin"], ADMIN_KEY),
+    apikeys.config_line("logout-hook", ["revoke"], REVOKE_KEY),
+    apikeys.config_line("gateway", ["check"], CHECK_KEY),
 ])
 
 
