@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from types import ModuleType
+from typing import Final
 
 from aiohttp import web
 
@@ -47,6 +49,8 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (health, openapi, check, revocations, ev
                                            authz, introspect, logout, oauth, oidc, ssf, whoami,
                                            console, gtr, metadata, ssf_poll, denylist)
 STARTUP_RETRY_S = 10.0
+STARTUP_POLL_S = 0.5
+COUNTDOWN_EVERY_S = 2.0
 
 
 def create_app(settings: Settings, *, store: Store | None = None,
@@ -72,20 +76,50 @@ def create_app(settings: Settings, *, store: Store | None = None,
 
 
 async def _store_lifecycle(app: web.Application) -> AsyncIterator[None]:
-    """Open the store before the first request (retrying briefly while Redis starts) and
-    close it after the last one."""
+    """Open the store before the first request and close it after the last one.
+
+    While Redis starts (a container started beside it, a failover), opening is retried for
+    ``STARTUP_RETRY_S``: one line names the store and the cause, then a countdown every few
+    seconds, and a final error that says what was tried (the process then exits 1)."""
     store = app[STORE]
+    where = redact_url(app[SETTINGS].store_url)
     deadline = time.monotonic() + STARTUP_RETRY_S
+    next_note: float | None = None
     while True:
         try:
             await store.open()
             break
         except StoreUnavailable as exc:
-            if time.monotonic() >= deadline:
-                raise
-            log.warning("store not reachable yet (%s); retrying", exc)
-            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            if now >= deadline:
+                raise StoreUnavailable(f"{where} did not answer within "
+                                       f"{STARTUP_RETRY_S:.0f} s ({cause_of(exc)})") from exc
+            if next_note is None:
+                log.warning("store %s not reachable: %s; retrying for %.0f s", where,
+                            cause_of(exc), STARTUP_RETRY_S)
+                next_note = now + COUNTDOWN_EVERY_S
+            elif now >= next_note:
+                log.warning("store %s still not reachable; %.0f s left", where, deadline - now)
+                next_note += COUNTDOWN_EVERY_S
+            await asyncio.sleep(STARTUP_POLL_S)
     try:
         yield
     finally:
         await store.close()
+
+
+def redact_url(url: str) -> str:
+    """A store URL fit for a log line: any password in it replaced."""
+    return _USERINFO.sub(lambda m: f"//{m[1]}:***@" if m[1] else "//***@", url)
+
+
+def cause_of(exc: BaseException) -> str:
+    """The driver's own words (``Error 111 connecting to 127.0.0.1:6379. Connection
+    refused.``) rather than our summary of them."""
+    cause = exc.__cause__
+    if cause is not None and str(cause):
+        return str(cause)
+    return str(exc) or type(exc).__name__
+
+
+_USERINFO: Final = re.compile(r"//([^:@/]*)(?::[^@/]*)?@")
