@@ -49,6 +49,7 @@ COLD_POOL_SIZE: Final = 4
 #: Events one search page examines at most, however few of them match: a filter that
 #: matches nothing costs a bounded amount of work per page, and paging continues.
 EVENTS_EXAMINED_PER_PAGE: Final = 5000
+HEALTH_TIMEOUT_S: Final = 1.0
 #: Events read per stream call while searching.
 EVENTS_READ_CHUNK: Final = 1000
 
@@ -354,8 +355,12 @@ class Store(ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot remember ids")
 
     async def health(self) -> StoreHealth:
+        """Readiness asks a heavier question (INFO, on the cold pool) than a check does, and
+        a load balancer takes a pod out of rotation on its answer: a busy moment must not
+        flap it, while a hung Redis still fails it within ``HEALTH_TIMEOUT_S``."""
         try:
-            return await self._bounded(self._health(), operation="health", lane=self.cold)
+            return await self._bounded(self._health(), operation="health", lane=self.cold,
+                                       timeout_s=max(self.timeout_s, HEALTH_TIMEOUT_S))
         except StoreError as exc:
             return StoreHealth(ok=False, detail={"error": str(exc) or type(exc).__name__})
 
