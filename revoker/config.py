@@ -120,6 +120,9 @@ class Settings:
     ssf_poll_token: str | None = field(default=None, repr=False)
     ssf_poll_max_events: int = 100
     ssf_poll_timeout_s: float = 60.0
+    ssf_transmitter: str | None = None
+    ssf_transmitter_token: str | None = field(default=None, repr=False)
+    ssf_delivery: str = "push"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,
@@ -251,6 +254,24 @@ def _cross_check(s: Settings) -> None:
     if s.ssf_poll_url and not s.oidc_issuers:
         raise ConfigError(PREFIX + "SSF_POLL_URL", "needs REVOKER_OIDC_ISSUERS: the "
                           "transmitter's SETs are verified with its keys")
+    _check_transmitter(s)
+
+
+def _check_transmitter(s: Settings) -> None:
+    """Stream management needs what the stream itself will need: a URL the transmitter
+    can push to, and trust in the transmitter's signature (else every SET it sends on
+    the stream would be refused, and the stream would look healthy while doing nothing)."""
+    if not s.ssf_transmitter:
+        if s.ssf_transmitter_token:
+            raise ConfigError(PREFIX + "SSF_TRANSMITTER_TOKEN", "needs REVOKER_SSF_TRANSMITTER")
+        return
+    trusted = {issuer.rstrip("/") for issuer, _ in s.oidc_issuers}
+    if s.ssf_transmitter not in trusted:
+        raise ConfigError(PREFIX + "SSF_TRANSMITTER", f"{s.ssf_transmitter} must be one of "
+                          "the issuers of REVOKER_OIDC_ISSUERS, so that its SETs are trusted")
+    if s.ssf_delivery == "push" and not s.public_url:
+        raise ConfigError(PREFIX + "PUBLIC_URL", "required for REVOKER_SSF_DELIVERY=push: "
+                          "the stream's endpoint_url is REVOKER_PUBLIC_URL + /ssf/events")
 
 
 # -- value parsers: each raises ValueError with a message fit for the operator ------------
@@ -499,4 +520,7 @@ _PARSERS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     PREFIX + "SSF_POLL_TOKEN": ("ssf_poll_token", _text),
     PREFIX + "SSF_POLL_MAX_EVENTS": ("ssf_poll_max_events", _int_range(1, 10_000)),
     PREFIX + "SSF_POLL_TIMEOUT": ("ssf_poll_timeout_s", _float_range(1, 3600)),
+    PREFIX + "SSF_TRANSMITTER": ("ssf_transmitter", _https_url),
+    PREFIX + "SSF_TRANSMITTER_TOKEN": ("ssf_transmitter_token", _text),
+    PREFIX + "SSF_DELIVERY": ("ssf_delivery", _choice("push", "poll")),
 }

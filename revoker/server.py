@@ -108,7 +108,7 @@ def serve_process(settings: Settings, *, index: int, multiprocess: bool) -> None
 async def _serve(settings: Settings, *, index: int, multiprocess: bool) -> None:
     # Imported here: in a worker, only now may prometheus_client be imported.
     from revoker import active
-    from revoker.web import fastlane, ssf_poll, transport
+    from revoker.web import fastlane, ssf_poll, ssf_stream, transport
     from revoker.web.app import create_app
     from revoker.web.health import METRICS_REGISTRY
 
@@ -118,6 +118,7 @@ async def _serve(settings: Settings, *, index: int, multiprocess: bool) -> None:
     if index == 0:
         active.install(app)  # one sampler for the whole service
         ssf_poll.install(app)  # one Shared Signals poller (when configured)
+        ssf_stream.install(app)  # one Shared Signals stream manager (when configured)
     runner = fastlane.LaneRunner(app, handle_signals=False,
                                  access_log=logging.getLogger(transport.__name__),
                                  access_log_class=transport.AnswerTracker,

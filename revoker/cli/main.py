@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from revoker import __version__
-from revoker.cli import admin, bulk, dev, find, keygen, serve
+from revoker.cli import admin, bulk, dev, find, keygen, serve, ssf
 from revoker.cli.common import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE, fail
 from revoker.errors import ConfigError
 
-GROUPS = (serve, dev, keygen, admin, find, bulk)
+GROUPS = (serve, dev, keygen, admin, find, bulk, ssf)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

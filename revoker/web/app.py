@@ -36,6 +36,7 @@ from revoker.web import (
     revocations,
     ssf,
     ssf_poll,
+    ssf_stream,
     stream,
     whoami,
 )
@@ -47,7 +48,8 @@ log = logging.getLogger(__name__)
 #: Every API area; each module has ``routes`` and may have ``setup(app)`` for resources.
 ROUTE_MODULES: tuple[ModuleType, ...] = (health, openapi, check, revocations, events, stream,
                                            authz, introspect, logout, oauth, oidc, ssf, whoami,
-                                           console, gtr, metadata, ssf_poll, denylist)
+                                           console, gtr, metadata, ssf_poll, denylist,
+                                           ssf_stream)
 STARTUP_RETRY_S = 10.0
 STARTUP_POLL_S = 0.5
 COUNTDOWN_EVERY_S = 2.0

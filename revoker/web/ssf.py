@@ -30,7 +30,8 @@ read by ``revoker.subjects``, shared with Global Token Revocation. Errors are RF
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiohttp import web
@@ -113,6 +114,9 @@ class Receiver:
     trusted: TrustedIssuers
     actions: dict[str, str]
     jwt_issuer: str | None
+    #: Shown every SET once it is applied: stream management watches for the
+    #: verification and stream-updated events of its stream here.
+    observers: list[Callable[[SecurityEvent], None]] = field(default_factory=list)
 
     async def apply(self, token: str, *, delivery: str) -> None:
         """Verify the SET and make its revocations; raises ``SetError`` when it is
@@ -131,6 +135,8 @@ class Receiver:
         for event in planned:
             metrics.SSF_EVENTS.labels(event_type=event.label, outcome=event.outcome,
                                       delivery=delivery).inc()
+        for observe in self.observers:
+            observe(signal)
 
     def plan(self, signal: SecurityEvent, *, now: float, issuers: frozenset[str],
              delivery: str) -> list[Planned]:

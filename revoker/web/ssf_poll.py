@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -89,6 +89,9 @@ class Poller:
     session: aiohttp.ClientSession
     acks: set[str] = field(default_factory=set)
     errors: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Where to poll when the transmitter names it (``revoker.web.ssf_stream``): awaited
+    #: before each request, so a re-created stream's new endpoint is used at once.
+    endpoint: Callable[[], Awaitable[str]] | None = None
 
     def request_body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"maxEvents": self.config.max_events,
@@ -103,7 +106,8 @@ class Poller:
         if self.config.token:
             headers["Authorization"] = f"Bearer {self.config.token}"
         sent_acks, sent_errors = set(self.acks), set(self.errors)
-        async with self.session.post(self.config.url, json=self.request_body(),
+        url = await self.endpoint() if self.endpoint is not None else self.config.url
+        async with self.session.post(url, json=self.request_body(),
                                      headers=headers) as resp:
             if resp.status != 200:
                 raise PollError(f"the transmitter answered {resp.status}")
@@ -196,6 +200,7 @@ async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> 
 
 
 POLL_CONFIG = web.AppKey("ssf_poll_config", PollConfig)
+POLL_ENDPOINT: web.AppKey[Callable[[], Awaitable[str]]] = web.AppKey("ssf_poll_endpoint")
 
 
 def setup(app: web.Application) -> None:
@@ -222,7 +227,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     timeout = aiohttp.ClientTimeout(total=config.timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         stop = asyncio.Event()
-        poller = Poller(config, app[RECEIVER], session)
+        poller = Poller(config, app[RECEIVER], session, endpoint=app.get(POLL_ENDPOINT))
         task = asyncio.create_task(poller.run(stop), name="revoker-ssf-poller")
         try:
             yield
