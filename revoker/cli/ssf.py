@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from revoker.cli.common import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Subcommands, emit, fail
 from revoker.config import Settings
-from revoker.web.ssf_stream import (
-    REQUEST_TIMEOUT_S,
-    Management,
-    StreamWanted,
-    TransmitterError,
-    ensure_stream,
-    find_stream,
-)
+
+if TYPE_CHECKING:
+    from revoker.web.ssf_stream import Management, StreamWanted
 
 EXIT_CODES = ("exit status: 0 success; 1 the transmitter failed or has no stream for "
               "revoker (show); 2 bad configuration")
@@ -48,6 +43,12 @@ def add_commands(sub: Subcommands) -> None:
 
 
 def _run(args: argparse.Namespace, command: Any) -> int:
+    # Imported when the command runs, not when the CLI starts: the stream module belongs to
+    # the web layer, which imports prometheus_client, and a multi-worker ``revoker serve``
+    # must import that only after it has set PROMETHEUS_MULTIPROC_DIR (every command module
+    # is imported whatever the command).
+    from revoker.web.ssf_stream import StreamWanted, TransmitterError
+
     settings = Settings.from_env(config_file=args.config)
     wanted = StreamWanted.from_settings(settings)
     if wanted is None:
@@ -60,6 +61,8 @@ def _run(args: argparse.Namespace, command: Any) -> int:
 
 
 async def _with_api(args: argparse.Namespace, wanted: StreamWanted, command: Any) -> int:
+    from revoker.web.ssf_stream import REQUEST_TIMEOUT_S, Management
+
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         api = Management(session, wanted.issuer, wanted.token)
@@ -69,6 +72,8 @@ async def _with_api(args: argparse.Namespace, wanted: StreamWanted, command: Any
 
 
 async def cmd_show(args: argparse.Namespace, api: Management, wanted: StreamWanted) -> int:
+    from revoker.web.ssf_stream import find_stream
+
     stream = await find_stream(api, wanted)
     if stream is None:
         emit(args, {"transmitter": wanted.issuer, "stream": None, "status": None},
@@ -81,6 +86,8 @@ async def cmd_show(args: argparse.Namespace, api: Management, wanted: StreamWant
 
 
 async def cmd_reset(args: argparse.Namespace, api: Management, wanted: StreamWanted) -> int:
+    from revoker.web.ssf_stream import ensure_stream, find_stream
+
     old = await find_stream(api, wanted)
     if old is not None:
         await api.delete(old["stream_id"])
