@@ -34,6 +34,7 @@ from aiohttp.test_utils import TestServer
 
 from revoker import apikeys
 from tests.jwt_factory import AUDIENCE, ISSUER, KeySet
+from tests.nginx_conf import MAIN_CONF
 from tests.redis_proc import RedisProcess, free_port, wait_port
 from tests.serve_proc import ServeProcess
 
@@ -203,21 +204,6 @@ def traefik_command(tmp: Path, at: Addresses) -> list[str]:
     return [BINARIES["traefik"], f"--configFile={tmp / 'traefik.yaml'}"]
 
 
-NGINX_MAIN = """
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 128; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    include {tmp}/revoker.conf;
-}}
-"""
 
 
 def nginx_command(tmp: Path, at: Addresses) -> list[str]:
@@ -227,7 +213,7 @@ def nginx_command(tmp: Path, at: Addresses) -> list[str]:
         "127.0.0.1:8000": f"127.0.0.1:{at.listen}",
         "REPLACE-WITH-CHECK-KEY": GATEWAY_KEY})
     (tmp / "revoker.conf").write_text(site)
-    (tmp / "nginx.conf").write_text(NGINX_MAIN.format(tmp=tmp))
+    (tmp / "nginx.conf").write_text(MAIN_CONF.format(tmp=tmp))
     assert BINARIES["nginx"] is not None
     return [BINARIES["nginx"], "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e",
             str(tmp / "error.log"), "-g", "daemon off;"]

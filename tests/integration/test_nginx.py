@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestServer
 
 from revoker import apikeys
 from tests.jwt_factory import AUDIENCE, ISSUER, KeySet
+from tests.nginx_conf import MAIN_CONF
 from tests.redis_proc import RedisProcess, free_port, wait_port
 
 NGINX = shutil.which("nginx") or next(
@@ -37,21 +38,6 @@ pytestmark = [
                        "(Debian: apt-get install -y nginx; .ci/run installs it)"),
 ]
 
-MAIN_CONF = """
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 128; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    include {tmp}/revoker.conf;
-}}
-"""
 
 
 class Upstream:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from revoker.model import Record
 from revoker.store.base import Store
@@ -21,6 +22,7 @@ from revoker.store.memory import MemoryStore
 from revoker.store.redis import RedisStore
 from revoker.store.sentinel import SentinelStore
 from tests.redis_cluster import RedisClusterGroup
+from tests.redis_proc import RedisProcess
 from tests.redis_sentinel import SentinelGroup
 
 MakeStore = Callable[..., Awaitable[Store]]
@@ -81,6 +83,15 @@ async def make_store(request: pytest.FixtureRequest,
     yield factory
     for store in made:
         await store.close()
+
+
+@pytest.fixture
+async def raw(redis_server: RedisProcess) -> AsyncIterator[Any]:
+    """A plain Redis client, for the few tests that check the documented layout or damage
+    the events stream behind a store's back."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

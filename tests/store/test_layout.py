@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from revoker.model import Lifetimes, Record, RevokeRequest
 from revoker.service import Revoker
@@ -19,13 +18,6 @@ from revoker.store.redis import RedisStore
 from tests.redis_proc import RedisProcess
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-async def raw(redis_server: RedisProcess) -> AsyncIterator[Any]:
-    client = aioredis.Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

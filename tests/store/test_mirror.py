@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from revoker.config import Settings
@@ -155,13 +154,6 @@ async def test_writes_and_listings_go_to_the_store(store: Store,
 
 
 # -- gaps: the stream changed behind the mirror's back (raw Redis commands) ------------------
-
-
-@pytest.fixture
-async def raw(redis_server: RedisProcess) -> AsyncIterator[Any]:
-    client = aioredis.Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

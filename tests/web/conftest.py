@@ -44,6 +44,7 @@ async def scrape(client: TestClient[Any, Any]) -> tuple[str, Samples]:
     """``/metrics`` as text and as samples by (name, sorted labels)."""
     resp = await client.get("/metrics")
     assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     text = await resp.text()
     samples: Samples = {}
     for family in text_string_to_metric_families(text):

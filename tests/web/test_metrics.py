@@ -10,32 +10,12 @@ import time
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from revoker import metrics
 from revoker.active import Sampler
 from revoker.web.state import STORE
 from tests.redis_proc import RedisProcess
-from tests.web.conftest import ADMIN_KEY, CHECK_KEY, MakeClient, auth
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-async def scrape(client: Any) -> tuple[str, Samples]:
-    resp = await client.get("/metrics")
-    assert resp.status == 200
-    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    text = await resp.text()
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return text, samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return sum(v for (n, sample_labels), v in samples.items()
-               if n == name and set(labels.items()) <= set(sample_labels))
+from tests.web.conftest import ADMIN_KEY, CHECK_KEY, MakeClient, auth, scrape, value
 
 
 async def test_metrics_need_no_key_and_name_every_family(client: Any) -> None:
