@@ -186,12 +186,17 @@ async def _watch_supervisor(parent: int, stop: asyncio.Event) -> None:
 
 
 def _multiprocess_registry() -> CollectorRegistry:
-    """A registry that merges every worker's files at scrape time."""
+    """A registry that merges every worker's files at scrape time: prometheus_client's for
+    counters and gauges, revoker's histogram snapshots (``revoker.metrics``) for the
+    latency histograms, which every worker then publishes in the same directory."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
+    from revoker import metrics
+
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(metrics.share_histograms(os.environ[MULTIPROC_ENV]))
     return registry
 
 

@@ -184,6 +184,26 @@ def environ_of(pid: int) -> dict[str, str]:
 
 # -- several workers ------------------------------------------------------------------------
 
+LATENCY = "revoker_http_request_duration_seconds"
+
+
+def metrics_directory(workers: set[int]) -> Path:
+    directories = {environ_of(pid)["PROMETHEUS_MULTIPROC_DIR"] for pid in workers}
+    assert len(directories) == 1
+    return Path(directories.pop())
+
+
+def snapshot_counts(directory: Path, route: str = "/v1/check/{jti}") -> dict[int, int]:
+    """Observations of ``route`` in each worker's histogram snapshot file, by worker pid."""
+    counts: dict[int, int] = {}
+    for path in directory.glob("revoker-histograms-*.json"):
+        document = json.loads(path.read_bytes())
+        series = document["histograms"].get(LATENCY, {"series": []})["series"]
+        counts[document["pid"]] = sum(sum(buckets) for labels, buckets, _ in series
+                                      if labels == [route])
+    return counts
+
+
 @contextlib.contextmanager
 def two_workers(redis: RedisProcess, prefix: str, **env: str) -> Iterator[tuple[Serve, set[int]]]:
     """``revoker serve`` with 2 workers, once both listen: (server, worker pids)."""
@@ -228,6 +248,26 @@ def test_two_workers_share_the_port_and_metrics_cover_both(redis_server: RedisPr
                   if line.startswith("{") and '"revoker.access"' in line]
         assert {entry["pid"] for entry in access if entry["route"] == "/v1/check/{jti}"} \
             == workers, "both workers answered requests"
+
+        # Latency histograms: each worker publishes its own snapshot file there, and the
+        # worker that answers a scrape adds the others' to its own.
+        check = {"route": "/v1/check/{jti}"}
+        poll_until(lambda: sum(snapshot_counts(directory).values()) == 40,
+                   what="both workers' histogram snapshots")
+        by_worker = snapshot_counts(directory)
+        assert set(by_worker) == workers and all(by_worker.values()), by_worker
+        samples = scrape(server)
+        assert total(samples, f"{LATENCY}_count", **check) == 40
+        assert total(samples, f"{LATENCY}_bucket", le="+Inf", **check) == 40
+        assert 0 < total(samples, f"{LATENCY}_sum", **check) < 40 * DEADLINE_S
+        assert total(samples, "revoker_store_operation_duration_seconds_count",
+                     operation="upsert") == 20
+        # A damaged snapshot (a disk error, a stray file) is skipped, never a failed scrape.
+        (directory / "revoker-histograms-1-00000000.json").write_bytes(b'{"format": 1, "hi')
+        for _ in range(4):  # whichever worker answers
+            again = scrape(server)
+            assert total(again, f"{LATENCY}_count", **check) == 40
+        assert "skipping the histogram snapshot" in server.log
         assert ADMIN not in server.log and "Bearer" not in server.log
         assert server.terminate() == 0
     assert not directory.exists(), "the multiprocess metrics directory is removed at exit"
@@ -240,15 +280,21 @@ def test_a_dead_worker_is_replaced_and_counts_survive(redis_server: RedisProcess
             assert request(server, "/healthz")[0] == 200
         # Counts reach the shared files within a second (a SIGKILL loses at most that).
         poll_until(lambda: total(scrape(server), "revoker_http_requests_total",
-                                 route="/healthz") >= 10, what="flushed counts")
+                                 route="/healthz") >= 10
+                   and sum(snapshot_counts(metrics_directory(before), "/healthz").values())
+                   >= 10, what="flushed counts")
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
         poll_until(lambda: len(listeners(server.port)) == 2 and victim not in
                    listeners(server.port), what="a replacement worker")
         samples = scrape(server)
         assert total(samples, "revoker_worker_restarts_total") == 1
+        workers_now = listeners(server.port)
         # The dead worker's requests still count: counters are monotonic across restarts.
         assert total(samples, "revoker_http_requests_total", route="/healthz") >= 10
+        # And its latencies: its snapshot file stays in the metrics directory.
+        assert total(samples, f"{LATENCY}_count", route="/healthz") >= 10
+        assert victim in snapshot_counts(metrics_directory(workers_now), "/healthz")
         assert "died with exit code -9; restarting" in server.log
         assert server.terminate() == 0
 

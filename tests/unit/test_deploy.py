@@ -32,6 +32,13 @@ def exposed() -> dict[str, set[str]]:
     """Every sample name the service exposes, with the labels it carries."""
     names: dict[str, set[str]] = {}
     for obj in vars(metrics).values():
+        if isinstance(obj, metrics.LocalHistogram):  # the hot path's, exposed by a collector
+            for family in metrics.HistogramCollector([obj]).describe():
+                assert family.type == "histogram"
+                names[family.name + "_bucket"] = set(obj.labelnames) | {"le"}
+                names[family.name + "_sum"] = set(obj.labelnames)
+                names[family.name + "_count"] = set(obj.labelnames)
+            continue
         if not isinstance(obj, MetricWrapperBase):
             continue
         labels = set(getattr(obj, "_labelnames", ()))
