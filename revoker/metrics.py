@@ -73,7 +73,7 @@ BUILD_INFO.labels(version=__version__, python=platform.python_version()).set(1)
 # - Histograms (``LocalHistogram``): prometheus_client has no public way to add many
 #   observations at once, so the two latency histograms are not prometheus_client objects
 #   at all. Each keeps, per label set, one count per bucket and a sum (an observation is a
-#   ``bisect`` on the bounds and two additions, about 0.2 µs), and ``HistogramCollector``
+#   ``bisect`` on the bounds and two additions, about 0.1 µs), and ``HistogramCollector``
 #   (the public collector protocol, ``HistogramMetricFamily``) exposes them with the same
 #   names, labels, buckets and ``_bucket``/``_count``/``_sum`` series as a ``Histogram``.
 #   With several workers, ``flush`` also writes this worker's cumulative histograms to a
