@@ -359,7 +359,10 @@ def share_histograms(directory: str | os.PathLike[str]) -> HistogramCollector:
     """Several workers: from now on ``flush`` also publishes this worker's histograms in
     ``directory``; returns the collector that merges every worker's there."""
     global _writer
-    _writer = SnapshotWriter(directory)
+    if _writer is None or _writer.directory != Path(directory):
+        # One file per process and directory: a second file of the same process would be
+        # counted as another worker's.
+        _writer = SnapshotWriter(directory)
     _writer.write()
     return HistogramCollector(directory=directory, own=_writer.path)
 

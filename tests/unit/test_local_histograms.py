@@ -321,3 +321,26 @@ def test_an_unchanged_state_is_not_rewritten(tmp_path: Path) -> None:
     mine[1].labels(operation="lookup").observe(0.0002)
     writer.write()
     assert writer.path.stat().st_ino != inode
+
+
+def test_sharing_twice_in_one_process_keeps_one_file(tmp_path: Path) -> None:
+    """A second ``share_histograms`` of the same directory (a second app in one worker)
+    reuses the process's file: it must not be counted as another worker's."""
+    script = """
+import sys
+from prometheus_client import CollectorRegistry
+from revoker import metrics
+first = metrics.share_histograms(sys.argv[1])
+second = metrics.share_histograms(sys.argv[1])
+metrics.HTTP_DURATION.labels(route="/twice").observe(0.001)
+metrics.flush()
+registry = CollectorRegistry()
+registry.register(second)
+print(first.own == second.own,
+      registry.get_sample_value("revoker_http_request_duration_seconds_count",
+                                {"route": "/twice"}))
+"""
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                         text=True, check=True, timeout=60).stdout.split()
+    assert out == ["True", "1.0"]
+    assert len(list(tmp_path.glob(f"{metrics.SNAPSHOT_PREFIX}*"))) == 1
