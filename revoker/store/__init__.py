@@ -88,5 +88,5 @@ def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     if settings.check_mode == "mirror":
         from revoker.store.mirror import MirrorStore
 
-        store = MirrorStore(store, clock=clock)
+        store = MirrorStore(store, clock=clock, control_path=settings.mirror_control)
     return store
