@@ -139,6 +139,7 @@ class Keeper:
         self._tail: EventTail | None = None
         self.stopping = False
         self._previous = self._current_name()
+        self._shown = (-1, -1)
 
     # -- the control segment ----------------------------------------------------------
 
@@ -155,6 +156,7 @@ class Keeper:
                          capacity=table.capacity if table else 0, resyncs=self.resyncs,
                          segment_bytes=table.nbytes if table else 0),
             name=name, last_id=self.position.last_id, error=self.last_error or "")
+        self._set_gauges()
 
     def _path(self, generation: int) -> str | None:
         if self.directory is None or self.control.path is None:
@@ -181,9 +183,13 @@ class Keeper:
             self._previous = ""
 
     def _set_gauges(self) -> None:
+        """Only on a change: in multi-process mode a gauge write is a file write."""
         table = self.table
-        metrics.MIRROR_ENTRIES.set(table.used if table else 0)
-        metrics.MIRROR_BYTES.set(table.nbytes if table else 0)
+        shown = (table.used, table.nbytes) if table else (0, 0)
+        if shown != self._shown:
+            self._shown = shown
+            metrics.MIRROR_ENTRIES.set(shown[0])
+            metrics.MIRROR_BYTES.set(shown[1])
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -625,7 +631,16 @@ async def _keep(store: Store, control_path: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await store.open()
+    failures = 0
+    while not stop.is_set():  # a store down at start: retry, as the sync loop would
+        try:
+            await store.open()
+            break
+        except StoreError as exc:
+            keeper.last_error = f"store: {type(exc).__name__}"
+            keeper.publish()
+            await asyncio.sleep(RETRY_S[min(failures, len(RETRY_S) - 1)])
+            failures += 1
     task = asyncio.create_task(keeper.run(), name="revoker-keeper")
     try:
         await stop.wait()
