@@ -45,7 +45,7 @@ from typing import Any, Final
 from revoker import metrics
 from revoker.errors import StoreError
 from revoker.model import Event, Record, parse_stream_id
-from revoker.store.base import EventTail, Store, StoreHealth, StreamState
+from revoker.store.base import EventTail, ExportRow, Store, StoreHealth, StreamState
 from revoker.store.layer import StoreLayer
 from revoker.store.shared import (
     Control,
@@ -55,7 +55,6 @@ from revoker.store.shared import (
     decode_cutoff,
     encode_cutoff,
     fingerprint,
-    fingerprint_of,
     unlink,
 )
 
@@ -251,23 +250,27 @@ class Keeper:
                                                                         state.added)
         hint = await self.store.size_hint() or 0
         table, generation = self._new_table(_capacity_for(hint))
+        following: asyncio.Future[tuple[list[ExportRow], str | None]] | None = None
         try:
             now = int(self.clock())
-            cursor: str | None = None
-            while True:
-                rows, cursor = await self.store.export_page(cursor=cursor, count=EXPORT_PAGE)
+            # The next page is asked for before this one is stored: the store reads while
+            # this process writes the table.
+            following = asyncio.ensure_future(
+                self.store.export_page(cursor=None, count=EXPORT_PAGE))
+            while following is not None:
+                rows, cursor = await following
+                following = None if cursor is None else asyncio.ensure_future(
+                    self.store.export_page(cursor=cursor, count=EXPORT_PAGE))
+                if following is not None:
+                    await asyncio.sleep(0)  # let it send its request
                 if table.used + len(rows) > MAX_LOAD * table.capacity:
                     table, generation = self._regrow(table, generation,
                                                      table.used + len(rows), now)
-                put = table.put
-                for name, revoked_at, expires_at, issued_before in rows:
-                    if expires_at > now:
-                        put(fingerprint_of(name), clamp_u32(revoked_at),
-                            clamp_u32(expires_at), encode_cutoff(issued_before))
-                if cursor is None:
-                    break
+                table.load(rows, now)
             table, generation, position = await self._catch_up(table, generation, position)
         except BaseException:
+            if following is not None:
+                following.cancel()
             unlink(table.path)
             table.close()
             raise

@@ -39,7 +39,7 @@ import mmap
 import os
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -219,6 +219,36 @@ class Table:
         if not found:
             self.mm[at:at + FP_BYTES] = fp
             self._set_used(self.used + 1)
+
+    def load(self, rows: Iterable[tuple[bytes, int, int, int | None]], now: int) -> None:
+        """Insert or overwrite exported rows (``kind:value``, revoked_at, expires_at,
+        issued_before) that expire after ``now``: ``put`` with its calls inlined, since a
+        cold load makes millions of them."""
+        mm, capacity, pack, used = self.mm, self.capacity, _VALUES.pack_into, self.used
+        blake2b, from_bytes = hashlib.blake2b, int.from_bytes
+        for name, revoked_at, expires_at, issued_before in rows:
+            if expires_at <= now:
+                continue
+            fp = blake2b(name, digest_size=FP_BYTES).digest()
+            if fp == EMPTY:
+                fp = b"\x01" + fp[1:]
+            i = from_bytes(fp[:8], "little") % capacity
+            while True:
+                at = HEADER_BYTES + i * SLOT_BYTES
+                got = mm[at:at + FP_BYTES]
+                if got in (fp, EMPTY):
+                    break
+                i = i + 1 if i + 1 < capacity else 0
+            cutoff = NO_CUTOFF if issued_before is None else \
+                (issued_before if 0 <= issued_before < NO_CUTOFF else
+                 encode_cutoff(issued_before))
+            pack(mm, at + FP_BYTES,
+                 revoked_at if 0 <= revoked_at <= U32_MAX else clamp_u32(revoked_at),
+                 expires_at if expires_at <= U32_MAX else U32_MAX, cutoff)
+            if got == EMPTY:
+                mm[at:at + FP_BYTES] = fp
+                used += 1
+        self._set_used(used)
 
     def put_new(self, fp: bytes, values: tuple[int, int, int]) -> None:
         """Insert unless ``fp`` is there already (copying into a newer table)."""

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from revoker.config import Settings
-from revoker.model import Claims, Lifetimes, RevokeRequest
+from revoker.model import Claims, Lifetimes, Record, RevokeRequest
 from revoker.service import Revoker
 from revoker.store import open_store
 from revoker.store.base import Store
@@ -294,3 +294,27 @@ def _ready(client: Any, status: int) -> Callable[[], Awaitable[bool]]:
 async def _revoked(client: Any, jti: str) -> bool:
     response = await client.get(f"/v1/check/{jti}", headers=auth(CHECK_KEY))
     return bool(response.status == 200 and (await response.json())["revoked"])
+
+
+async def test_the_snapshot_keeps_cutoffs_and_reads_the_older_full_form(
+        store: Store, mirrors: Callable[..., MirrorStore], raw: Any, prefix: str) -> None:
+    """What the export hands the keeper: the cutoff of a cutoff kind, and records still in
+    the older full form (every field in the JSON, expiry included)."""
+    now = int(time.time())
+    await writer(store).revoke(RevokeRequest("sub", "carol", issued_before=now - 10,
+                                             reason='say "revoked_at":1'), actor="t")
+    old = Record("jti", "legacy", revoked_at=now - 5, expires_at=now + 600)
+    if type(store) is RedisStore:  # the older form exists only in Redis (this one)
+        await raw.set(f"{prefix}jti:legacy", old.to_json(), exat=now + 600)
+    mirror = mirrors()
+    await mirror.start()
+    await eventually(lambda: mirror.in_sync)
+    checker = Revoker(mirror, lifetimes=LIFETIMES)
+    assert mirror.keeper is not None and mirror.keeper.table is not None
+    slot = mirror.keeper.table.find(fingerprint("sub", "carol"))
+    assert slot is not None and slot[2] == now - 10
+    assert (await checker.check(Claims(sub="carol", iat=now - 20))).revoked
+    assert not (await checker.check(Claims(sub="carol", iat=now - 5))).revoked
+    if type(store) is RedisStore:
+        assert mirror.keeper.table.find(fingerprint("jti", "legacy")) == (now - 5, now + 600,
+                                                                           0xFFFFFFFF)
