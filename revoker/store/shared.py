@@ -111,7 +111,9 @@ def _map(path: str | None, size: int, *, create: bool, writable: bool) -> mmap.m
     fd = os.open(path, flags, 0o600)
     try:
         if create:
-            os.ftruncate(fd, size)
+            # Reserved now, so that a full /dev/shm is an error here (ENOSPC), never a
+            # SIGBUS on a later write to the mapping.
+            os.posix_fallocate(fd, 0, size)
         else:
             size = os.fstat(fd).st_size
         prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable or create else 0)
