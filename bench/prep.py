@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import tracemalloc
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,23 +144,19 @@ async def _load(store: RedisStore, values: list[str], memory: dict[str, Any] | N
 
 
 async def _mirror_bytes(store: RedisStore) -> tuple[float, float]:
-    """Python heap growth of one worker's mirror per record (tracemalloc, exact), and the
-    time of a full load without tracing."""
+    """Bytes of the host's mirror table per record (one table for every worker: its size
+    is exact, a file's length) and the time of a full load by its keeper."""
     mirror = Mirror(store)
+    keeper = mirror.keeper
+    assert keeper is not None
     started = time.perf_counter()
-    await mirror.resync()
+    await keeper.resync()
     load_s = round(time.perf_counter() - started, 2)
-    mirror = Mirror(store)
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        await mirror.resync()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    entries = len(mirror.table.entries)
+    table = keeper.table
+    assert table is not None
+    per_entry = round(table.nbytes / max(table.used, 1), 1)
     await mirror.stop()
-    return round((after - before) / max(entries, 1), 1), load_s
+    return per_entry, load_s
 
 
 def _tokens(data: Data, tmp: Path) -> list[str]:

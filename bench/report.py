@@ -105,5 +105,5 @@ def targets(rows: list[Any], extra: dict[str, Any]) -> list[str]:
         verdict("Redis bytes per revoked jti (record, no reason) <= 160", figure <= 160,
                 f"{figure} B (+{memory['redis_stream_bytes_per_event']} B of audit event; "
                 f"bare SET EXAT {memory['set_exat_bytes_per_key']} B; mirror "
-                f"{memory.get('mirror_bytes_per_entry')} B/entry per worker)")
+                f"{memory.get('mirror_bytes_per_entry')} B/entry per host, shared by the workers)")
     return out

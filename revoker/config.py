@@ -93,6 +93,9 @@ class Settings:
     redis_wait_timeout_s: float = 1.0
     allow_eviction: bool = False
     check_mode: str = "strict"
+    #: Not read from the environment: set by the supervisor of a multi-worker ``revoker
+    #: serve`` to the control segment of the host's mirror (``revoker.store.shared``).
+    mirror_control: str | None = None
     oauth_clients: tuple[OAuthClient, ...] = ()
     oidc_issuers: tuple[tuple[str, str], ...] = ()
     oidc_audience: tuple[str, ...] = ()

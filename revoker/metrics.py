@@ -52,6 +52,12 @@ REVOCATIONS_ACTIVE = Gauge("revoker_revocations_active",
 ACTIVE_SAMPLED = Gauge("revoker_revocations_active_sampled_timestamp_seconds",
                        "Unix time at which revoker_revocations_active was last counted",
                        multiprocess_mode="livemax")
+# Set by the mirror's keeper (REVOKER_CHECK_MODE=mirror): one table per host.
+MIRROR_ENTRIES = Gauge("revoker_mirror_entries", "Entries in the host's denylist mirror "
+                       "(live ones and expired ones not yet swept)",
+                       multiprocess_mode="livemax")
+MIRROR_BYTES = Gauge("revoker_mirror_bytes", "Bytes of the host's denylist mirror table "
+                     "(shared by every worker)", multiprocess_mode="livemax")
 WORKER_RESTARTS = Counter("revoker_worker_restarts", "Worker processes restarted by the "
                           "supervisor after they died (REVOKER_WORKERS > 1)")
 # An Info metric is not aggregated in multiprocess mode; a constant gauge is.

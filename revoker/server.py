@@ -15,6 +15,8 @@ within ``REVOKER_SHUTDOWN_TIMEOUT``, then close the store.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import glob
 import logging
 import multiprocessing
 import os
@@ -200,6 +202,21 @@ def _multiprocess_registry() -> CollectorRegistry:
     return registry
 
 
+def _keeper_main(settings: Settings) -> None:
+    """Entry point of the spawned mirror keeper: keeps the host's denylist table that
+    every worker reads (``revoker.store.mirror``)."""
+    from revoker.store import open_backend
+    from revoker.store.mirror import run_keeper
+
+    logs.configure(fmt=settings.log_format, level=settings.log_level)
+    assert settings.mirror_control is not None
+    try:
+        run_keeper(open_backend(settings), settings.mirror_control)
+    except ConfigError as exc:
+        print(f"revoker: configuration error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+
+
 def _worker_main(settings: Settings, index: int) -> None:
     """Entry point of a spawned worker (a fresh interpreter: configure logging again)."""
     logs.configure(fmt=settings.log_format, level=settings.log_level)
@@ -224,6 +241,9 @@ class Supervisor:
         self.workers: dict[int, tuple[BaseProcess, float]] = {}
         self.stopping = False
         self.fast_crashes = 0
+        #: The mirror's keeper (``REVOKER_CHECK_MODE=mirror``) and its start time.
+        self.keeper: tuple[BaseProcess, float] | None = None
+        self.keeper_crashes = 0
 
     def run(self) -> int:
         ssl_context(self.settings)  # fail here, once, rather than in N workers
@@ -231,13 +251,18 @@ class Supervisor:
         os.environ[MULTIPROC_ENV] = directory
         previous = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
+        control = self._make_control() if self.settings.check_mode == "mirror" else None
         try:
+            if control is not None:
+                self._start_keeper()
             for index in range(self.settings.workers):
                 self._start(index)
             log.info("supervising %d workers (pid %d)", self.settings.workers, os.getpid())
             return self._supervise()
         finally:
             self._stop_all()
+            if control is not None:
+                _remove_segments(control)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             os.environ.pop(MULTIPROC_ENV, None)
@@ -252,10 +277,57 @@ class Supervisor:
         process.start()
         self.workers[index] = (process, time.monotonic())
 
+    def _make_control(self) -> str:
+        """The control segment of the host's mirror: made here, so that it outlives any
+        keeper; workers and keeper find it through their settings."""
+        from revoker.store.shared import Control, segment_directory
+
+        path = os.path.join(segment_directory(), f"revoker-mirror-{os.getpid()}")
+        _remove_segments(path)  # left by an earlier process of the same pid
+        Control.create(path).close()
+        self.settings = dataclasses.replace(self.settings, mirror_control=path)
+        log.info("mirror control segment %s", path)
+        return path
+
+    def _start_keeper(self) -> None:
+        process = self.context.Process(target=_keeper_main, args=(self.settings,),
+                                       name="revoker-keeper")
+        process.start()
+        self.keeper = (process, time.monotonic())
+        log.info("mirror keeper started (pid %s)", process.pid)
+
+    def _reap_keeper(self) -> int | None:
+        """Restart a dead keeper; workers read the store meanwhile (strict)."""
+        from prometheus_client import multiprocess
+
+        assert self.keeper is not None
+        process, started = self.keeper
+        if process.pid is not None:
+            multiprocess.mark_process_dead(process.pid)  # type: ignore[no-untyped-call]
+        if process.exitcode == EXIT_CONFIG:
+            log.error("the mirror keeper stopped on a configuration error; stopping")
+            return EXIT_CONFIG
+        fast = time.monotonic() - started < STARTUP_GRACE_S
+        self.keeper_crashes = self.keeper_crashes + 1 if fast else 0
+        log.warning("mirror keeper (pid %s) died with exit code %s; restarting (workers "
+                    "read the store until it is in sync again)", process.pid,
+                    process.exitcode)
+        if fast:
+            time.sleep(min(0.25 * 2 ** min(self.keeper_crashes, 5), 5.0))
+        self._start_keeper()
+        return None
+
     def _supervise(self) -> int:
         while not self.stopping:
             sentinels = [process.sentinel for process, _ in self.workers.values()]
+            if self.keeper is not None:
+                sentinels.append(self.keeper[0].sentinel)
             wait(sentinels, timeout=0.2)
+            if self.keeper is not None and not self.keeper[0].is_alive() and \
+                    not self.stopping:
+                code = self._reap_keeper()
+                if code is not None:
+                    return code
             for index, (process, started) in list(self.workers.items()):
                 if process.is_alive() or self.stopping:
                     continue
@@ -302,3 +374,19 @@ class Supervisor:
                 process.kill()
                 process.join()
         log.info("all workers stopped")
+        if self.keeper is not None:  # after the workers: they read its table to the end
+            keeper = self.keeper[0]
+            if keeper.is_alive() and keeper.pid is not None:
+                os.kill(keeper.pid, signal.SIGTERM)
+            keeper.join(STOP_MARGIN_S)
+            if keeper.is_alive():
+                keeper.kill()
+                keeper.join()
+
+
+def _remove_segments(control: str) -> None:
+    """The control segment and every table of its keepers (``<control>.<generation>``)."""
+    from revoker.store.shared import unlink
+
+    for path in [control, *glob.glob(glob.escape(control) + ".*")]:
+        unlink(path)

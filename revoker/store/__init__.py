@@ -17,7 +17,7 @@ from typing import Any
 from revoker.config import Settings
 from revoker.store.base import Store, StoreHealth, Upserted
 
-__all__ = ["Store", "StoreHealth", "Upserted", "open_store"]
+__all__ = ["Store", "StoreHealth", "Upserted", "open_backend", "open_store"]
 
 
 def _memory(settings: Settings) -> Store:
@@ -69,9 +69,9 @@ BACKENDS: dict[str, Callable[[Settings], Store]] = {
 }
 
 
-def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) -> Store:
-    """Build (not yet connect) the store named by ``settings.store_url``, with its read
-    path; ``clock`` is what the mirror expires records by."""
+def open_backend(settings: Settings) -> Store:
+    """The bare backend named by ``settings.store_url``, without a read path (the mirror's
+    keeper process reads the store through it)."""
     scheme = settings.store_url.partition("://")[0]
     try:
         factory = BACKENDS[scheme]
@@ -79,7 +79,13 @@ def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         from revoker.errors import ConfigError
 
         raise ConfigError("REVOKER_STORE_URL", f"no store backend for {scheme}://") from None
-    store = factory(settings)
+    return factory(settings)
+
+
+def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) -> Store:
+    """Build (not yet connect) the store named by ``settings.store_url``, with its read
+    path; ``clock`` is what the mirror expires records by."""
+    store = open_backend(settings)
     if store.single_process:
         return store
     from revoker.store.batcher import BatchingStore
@@ -88,5 +94,5 @@ def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     if settings.check_mode == "mirror":
         from revoker.store.mirror import MirrorStore
 
-        store = MirrorStore(store, clock=clock)
+        store = MirrorStore(store, clock=clock, control_path=settings.mirror_control)
     return store

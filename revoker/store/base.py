@@ -104,6 +104,11 @@ class EventPage:
     next: str | None
 
 
+#: One record as a mirror keeps it: ``kind:value`` (UTF-8), revoked_at, expires_at,
+#: issued_before.
+ExportRow = tuple[bytes, int, int, int | None]
+
+
 @dataclass(frozen=True, slots=True)
 class StreamState:
     """What the events stream holds: enough for a follower to tell whether events it has
@@ -294,6 +299,28 @@ class Store(ABC):
         what it has and a cursor: well inside the page's own time bound, so a sparse filter
         over a large keyspace yields short pages, never a timeout."""
         return 0.4 * self._scan_timeout_s(limit)
+
+    async def export_page(self, *, cursor: str | None,
+                          count: int) -> tuple[list[ExportRow], str | None]:
+        """A page of every live record, reduced to what a mirror keeps (see ``ExportRow``),
+        for loading one: cheaper than ``scan`` (no ``Record`` is built, and backends read
+        in larger batches). The cursor is opaque, ``None`` at the end."""
+        return await self._bounded(self._export_page(cursor, count), operation="scan",
+                                   timeout_s=self._scan_timeout_s(count), lane=self.cold)
+
+    async def _export_page(self, cursor: str | None,
+                           count: int) -> tuple[list[ExportRow], str | None]:
+        records, following = await self._scan(RecordFilter(), cursor, count)
+        return [(f"{r.kind}:{r.value}".encode(), r.revoked_at, r.expires_at, r.issued_before)
+                for r in records], following
+
+    async def size_hint(self) -> int | None:
+        """About how many keys the store holds (records and a few others), to size a
+        mirror before loading it; None when the backend cannot tell cheaply."""
+        return await self._bounded(self._size_hint(), operation="scan", lane=self.cold)
+
+    async def _size_hint(self) -> int | None:
+        return None
 
     async def events(self, *, after: str | None, limit: int) -> list[Event]:
         """A page of events strictly after ``after`` (oldest first), without waiting:

@@ -10,6 +10,7 @@ from revoker.model import Event, Record
 from revoker.store.base import (
     EventPage,
     EventTail,
+    ExportRow,
     RecordFilter,
     Store,
     StoreHealth,
@@ -57,6 +58,13 @@ class StoreLayer(Store):
 
     async def events(self, *, after: str | None, limit: int) -> list[Event]:
         return await self.inner.events(after=after, limit=limit)
+
+    async def export_page(self, *, cursor: str | None,
+                          count: int) -> tuple[list[ExportRow], str | None]:
+        return await self.inner.export_page(cursor=cursor, count=count)
+
+    async def size_hint(self) -> int | None:
+        return await self.inner.size_hint()
 
     async def search_events(self, *, after: str | None, limit: int, kind: str | None = None,
                             value: str | None = None,

@@ -1,53 +1,93 @@
 """A local mirror of the denylist, so that checks are answered from memory.
 
-``REVOKER_CHECK_MODE=mirror``: each worker wraps its store in a ``MirrorStore``, which
-loads a snapshot of every record (the store's own listing) and then follows the events
-stream (the store's blocking tail) from the position read *before* the snapshot, so
-nothing written during the load is lost (replaying an event the snapshot already holds is
-harmless: events carry the whole record). It uses only the wrapped store's public
-methods, so it follows any backend: Redis, Sentinel or Cluster.
+``REVOKER_CHECK_MODE=mirror``: one **keeper** per host loads a snapshot of every record
+(the store's export) into a shared table (``revoker.store.shared``) and then follows the
+events stream (the store's blocking tail) from the position read *before* the snapshot,
+so nothing written during the load is lost (replaying an event the snapshot already
+holds is harmless: events carry the whole record). Every worker wraps its store in a
+``MirrorStore`` that *reads* that table: the host holds one copy of the denylist however
+many workers it runs, and a restarted worker answers from it at once, without a reload.
+With several workers the keeper is a process of its own, started and restarted by the
+supervisor of ``revoker serve`` (``revoker.server``); with one, it is a task of that one
+process (the same code, on memory of its own). It uses only the store's public methods,
+so it follows any backend: Redis, Sentinel or Cluster.
 
 Consistency contract (see docs/performance.md):
 - in sync, a revoke acknowledged 2xx reaches every worker as soon as the store hands the
-  event to the blocked tail (milliseconds);
-- the mirror answers only while it has heard from the store within ``max_lag_s``; past
-  that, after an error, or while (re)loading, lookups go to the wrapped store (strict
-  mode), which raises ``StoreUnavailable`` when it cannot answer, so the fail mode
-  applies; readiness fails while the mirror is not in sync;
+  event to the keeper's blocked tail (milliseconds);
+- a worker answers from the table only while the keeper is in sync and has heard from
+  the store within ``max_lag_s``; past that, after an error, while (re)loading, or while
+  the keeper is down, lookups go to the wrapped store (strict mode), which raises
+  ``StoreUnavailable`` when it cannot answer, so the fail mode applies; readiness fails
+  while the mirror is not in sync;
 - a gap (the stream trimmed past our position, deleted or recreated) triggers a full
   resync.
 
-Records are kept as JSON bytes keyed by ``kind:value`` and parsed only on a hit (about 1%
-of checks), which keeps the per-entry cost near that of the bytes.
+The table keeps what matching a token needs (expiry, cutoff, revocation time), not the
+record's details. A hit (about 1% of checks) reads the full record from the store; if the
+store cannot answer, the record is rebuilt from the table (without reason and actor): a
+token the mirror knows to be revoked is never accepted because the store is down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
+import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from revoker import metrics
 from revoker.errors import StoreError
 from revoker.model import Event, Record, parse_stream_id
-from revoker.store.base import EventTail, Store, StoreHealth, StreamState
+from revoker.store.base import EventTail, ExportRow, Store, StoreHealth, StreamState
 from revoker.store.layer import StoreLayer
+from revoker.store.shared import (
+    Control,
+    ControlState,
+    Table,
+    clamp_u32,
+    decode_cutoff,
+    encode_cutoff,
+    fingerprint,
+    unlink,
+)
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_PAGE: Final = 1000
+#: Records per export page while loading.
+EXPORT_PAGE: Final = 5000
 READ_COUNT: Final = 1000
-BUCKET_S: Final = 60
 #: After a read that returned events, the tail waits this long before reading again, so
-#: that under a stream of revokes each read carries a batch (every worker reads every
-#: event, and a round trip costs far more than an entry). The first event after a quiet
-#: spell is read at once; under load this adds at most this much to propagation.
+#: that under a stream of revokes each read carries a batch. The first event after a
+#: quiet spell is read at once; under load this adds at most this much to propagation.
 TAIL_PAUSE_S: Final = 0.005
 #: How often the tail also asks whether events were trimmed past its position.
 GAP_CHECK_S: Final = 0.1
 RETRY_S: Final = (0.05, 0.1, 0.25, 0.5, 1.0)
+#: The table is sized for this load (used slots / capacity) and grows past ``MAX_LOAD``:
+#: 28-byte slots at a load between 0.5 and 0.7 cost 40-56 bytes per record.
+TARGET_LOAD: Final = 0.5
+MAX_LOAD: Final = 0.7
+MIN_CAPACITY: Final = 1024
+#: Events applied per write section: readers retry while a section is open, so it stays
+#: short.
+WRITE_SECTION: Final = 64
+#: Slots examined per step of the background work (sweeping expired entries, copying into
+#: a grown table), between two reads of the tail.
+STEP_SLOTS: Final = 16384
+#: How long the keeper works on a step before it reads the tail again.
+STEP_BUDGET_S: Final = 0.05
+#: How often a full sweep of expired entries starts over.
+SWEEP_EVERY_S: Final = 60.0
+#: Readings of a table a lookup tries before it asks the store instead (the keeper was
+#: writing every time).
+READ_SPINS: Final = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,131 +103,100 @@ class Gap(Exception):
     """Events were lost between our position and the stream: resync from a snapshot."""
 
 
-class Table:
-    """The mirrored records and an expiry index of coarse buckets (no per-entry heap)."""
-
-    __slots__ = ("buckets", "entries", "swept")
-
-    def __init__(self) -> None:
-        self.entries: dict[str, bytes] = {}
-        self.buckets: dict[int, list[str]] = {}
-        self.swept = 0
-
-    def put(self, record: Record, now: float) -> None:
-        key = f"{record.kind}:{record.value}"
-        if record.expires_at <= now:
-            self.entries.pop(key, None)
-            return
-        self.entries[key] = record.to_json().encode()
-        self.buckets.setdefault(record.expires_at // BUCKET_S, []).append(key)
-
-    def sweep(self, now: float) -> int:
-        """Drop expired entries of every bucket that is wholly in the past."""
-        removed = 0
-        current = int(now) // BUCKET_S
-        if current <= self.swept:
-            return 0
-        self.swept = current
-        for bucket in [b for b in self.buckets if b < current]:
-            for key in self.buckets.pop(bucket):
-                raw = self.entries.get(key)
-                if raw is not None and Record.from_json(raw).expires_at <= now:
-                    del self.entries[key]
-                    removed += 1
-        return removed
+def _values(record: Record) -> tuple[int, int, int]:
+    return (clamp_u32(record.revoked_at), clamp_u32(record.expires_at),
+            encode_cutoff(record.issued_before))
 
 
-class MirrorStore(StoreLayer):
-    """The wrapped store, with lookups answered from a local copy while it is in sync."""
+class Keeper:
+    """The one writer of a host's table: loads it, follows the events, sweeps, grows it,
+    and says in the control segment whether it is in sync."""
 
-    def __init__(self, inner: Store, *, clock: Callable[[], float] = time.time,
-                 block_ms: int = 1000, max_lag_s: float | None = None) -> None:
-        super().__init__(inner)
+    def __init__(self, store: Store, control: Control, *, directory: str | None = None,
+                 clock: Callable[[], float] = time.time, block_ms: int = 1000) -> None:
+        self.store = store
+        self.control = control
+        self.directory = directory
         self.clock = clock
         self.block_ms = block_ms
-        self.max_lag_s = max_lag_s if max_lag_s is not None else block_ms / 1000 + 1.0
-        self.table = Table()
+        self.table: Table | None = None
         self.position = Position("0-0", 0)
         self.synced = False
+        state = control.read()
+        self.generation = state.generation if state is not None else 0
         self.resyncs = 0
         self.last_error: str | None = None
-        self._fresh_until = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self.heard = 0.0
+        #: A larger table being filled from ``table`` (growth), and how far the copy got.
+        self.grown: Table | None = None
+        self.grown_generation = 0
+        self.copied = 0
+        #: The last generation number given to a table (published or not).
+        self.minted = self.generation
+        self.sweep_at = 0
+        self.sweep_due = time.monotonic() + SWEEP_EVERY_S
         self._tail: EventTail | None = None
-        self._stopping = False
+        self.stopping = False
+        self._previous = self._current_name()
+        self._shown = (-1, -1)
 
-    # -- the hot path -----------------------------------------------------------------
+    # -- the control segment ----------------------------------------------------------
 
-    async def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
-        """Answer from memory while in sync; otherwise ask the store (which may fail)."""
-        if not self.in_sync:
-            return await self.inner.get_many(pairs)
-        entries = self.table.entries
-        now = self.clock()
-        found: list[Record | None] = []
-        for kind, value in pairs:
-            raw = entries.get(f"{kind}:{value}")
-            if raw is None:
-                found.append(None)
-                continue
-            record = Record.from_json(raw)
-            found.append(record if record.expires_at > now else None)
-        return found
+    def _current_name(self) -> str:
+        texts = self.control.texts()
+        return texts[1] if texts is not None else ""
 
-    @property
-    def in_sync(self) -> bool:
-        return self.synced and time.monotonic() <= self._fresh_until
+    def publish(self, *, name: str | None = None) -> None:
+        table = self.table
+        self.control.write(
+            ControlState(generation=self.generation, keeper_pid=os.getpid(),
+                         in_sync=self.synced, heard=self.heard,
+                         entries=table.used if table else 0,
+                         capacity=table.capacity if table else 0, resyncs=self.resyncs,
+                         segment_bytes=table.nbytes if table else 0),
+            name=name, last_id=self.position.last_id, error=self.last_error or "")
+        self._set_gauges()
 
-    def state(self) -> dict[str, Any]:
-        detail: dict[str, Any] = {"in_sync": self.in_sync, "entries": len(self.table.entries),
-                                  "last_event_id": self.position.last_id,
-                                  "resyncs": self.resyncs}
-        if self.last_error and not self.in_sync:
-            detail["error"] = self.last_error
-        return detail
+    def _path(self, generation: int) -> str | None:
+        if self.directory is None or self.control.path is None:
+            return None
+        return f"{self.control.path}.{generation}"
 
-    async def health(self) -> StoreHealth:
-        health = await self.inner.health()
-        health.local["mirror"] = self.state()
-        health.local_ok = health.local_ok and self.in_sync
-        return health
+    def _new_table(self, capacity: int) -> tuple[Table, int]:
+        self.minted = generation = max(self.minted, self.generation) + 1
+        path = self._path(generation)
+        unlink(path)  # left by a keeper that died before publishing it
+        return Table.create(path, capacity), generation
+
+    def _install(self, table: Table, generation: int) -> None:
+        """Make ``table`` the one readers use; free the one it replaces."""
+        old, self.table, self.generation = self.table, table, generation
+        self.publish(name=os.path.basename(table.path) if table.path else "")
+        self._set_gauges()
+        if old is not None and old is not table:
+            unlink(old.path)
+            if old.path is not None:
+                old.close()  # anonymous memory stays mapped: an in-process reader may hold it
+        if self._previous and self.control.path is not None:  # a previous keeper's table
+            unlink(os.path.join(os.path.dirname(self.control.path), self._previous))
+            self._previous = ""
+
+    def _set_gauges(self) -> None:
+        """Only on a change: in multi-process mode a gauge write is a file write."""
+        table = self.table
+        shown = (table.used, table.nbytes) if table else (0, 0)
+        if shown != self._shown:
+            self._shown = shown
+            metrics.MIRROR_ENTRIES.set(shown[0])
+            metrics.MIRROR_BYTES.set(shown[1])
 
     # -- lifecycle --------------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Open the store; the load then runs in the background (lookups read the store
-        until it is done)."""
-        await self.inner.open()
-        await self.start()
-
-    async def close(self) -> None:
-        await self.stop()
-        await self.inner.close()
-
-    async def start(self) -> None:
-        self._stopping = False
-        self._task = asyncio.create_task(self._run(), name="revoker-mirror")
-
-    async def stop(self) -> None:
-        """Cancel the sync task. The flag matters too: a cancellation that lands while a
-        client is inside its own read timeout can come out as an error, which the loop
-        would otherwise treat as an outage and retry."""
-        self._stopping = True
-        task, self._task = self._task, None
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=1.0)
-        if task is not None and not task.cancelled():
-            task.exception()  # retrieved, so asyncio does not log it at exit
-        if self._tail is not None:
-            await self._tail.close()
-            self._tail = None
-
-    async def _run(self) -> None:
-        """Load, tail until something breaks, then reload or reconnect; forever."""
+    async def run(self) -> None:
+        """Load, tail until something breaks, then reload or reconnect; until stopped."""
         failures = 0
         need_snapshot = not self.synced
-        while not self._stopping:
+        while not self.stopping:
             try:
                 if need_snapshot:
                     await self.resync()
@@ -209,68 +218,190 @@ class MirrorStore(StoreLayer):
                 need_snapshot = True
                 await asyncio.sleep(RETRY_S[-1])
 
+    async def stop(self) -> None:
+        self.stopping = True
+        if self._tail is not None:
+            await self._tail.close()
+            self._tail = None
+
     def _lose(self, reason: str) -> None:
         if self.synced:
             log.warning("mirror out of sync (%s); checks read the store until it recovers",
                         reason)
         self.synced = False
         self.last_error = reason
+        self.publish()
+
+    def _heard(self) -> None:
+        self.heard = time.monotonic()
+        self.synced = True
+        self.last_error = None
 
     # -- loading ----------------------------------------------------------------------
 
     async def resync(self) -> None:
-        """Snapshot every record, replay what happened meanwhile, then swap it in."""
+        """Export every record into a new table, replay what happened meanwhile, then
+        publish it. Readers ask the store meanwhile."""
         self.synced = False
-        state = await self.inner.stream_state()
+        self.publish()
+        self._drop_grown()
+        state = await self.store.stream_state()
         position = Position("0-0", 0) if state is None else Position(state.last_id,
                                                                         state.added)
-        table = Table()
-        now = self.clock()
-        cursor: str | None = None
-        while True:
-            records, cursor = await self.inner.scan(cursor=cursor, limit=SNAPSHOT_PAGE)
-            for record in records:
-                table.put(record, now)
-            if cursor is None:
-                break
-        position = await self._catch_up(table, position)
-        self.table, self.position = table, position
+        hint = await self.store.size_hint() or 0
+        table, generation = self._new_table(_capacity_for(hint))
+        following: asyncio.Future[tuple[list[ExportRow], str | None]] | None = None
+        try:
+            now = int(self.clock())
+            # The next page is asked for before this one is stored: the store reads while
+            # this process writes the table.
+            following = asyncio.ensure_future(
+                self.store.export_page(cursor=None, count=EXPORT_PAGE))
+            while following is not None:
+                rows, cursor = await following
+                following = None if cursor is None else asyncio.ensure_future(
+                    self.store.export_page(cursor=cursor, count=EXPORT_PAGE))
+                if following is not None:
+                    await asyncio.sleep(0)  # let it send its request
+                if table.used + len(rows) > MAX_LOAD * table.capacity:
+                    table, generation = self._regrow(table, generation,
+                                                     table.used + len(rows), now)
+                table.load(rows, now)
+            table, generation, position = await self._catch_up(table, generation, position)
+        except BaseException:
+            if following is not None:
+                following.cancel()
+            unlink(table.path)
+            table.close()
+            raise
+        self.position = position
         self.resyncs += 1
-        self._mark_fresh()
-        self.synced = True
-        self.last_error = None
-        log.info("mirror loaded %d records up to event %s", len(table.entries), position.last_id)
+        self._heard()
+        self._install(table, generation)
+        log.info("mirror loaded %d records up to event %s", table.used, position.last_id)
 
-    async def _catch_up(self, table: Table, position: Position) -> Position:
+    def _regrow(self, table: Table, generation: int, needed: int,
+                now: int) -> tuple[Table, int]:
+        """While loading (nobody reads it yet): copy into a table sized for ``needed``."""
+        bigger, new_generation = self._new_table(_capacity_for(needed))
+        for fp, values in table.live(0, table.capacity, now):
+            bigger.put_new(fp, values)
+        unlink(table.path)
+        table.close()
+        return bigger, new_generation
+
+    async def _catch_up(self, table: Table, generation: int,
+                        position: Position) -> tuple[Table, int, Position]:
         while True:
-            events = await self.inner.events(after=position.last_id, limit=READ_COUNT)
-            position = self._apply(table, events, position)
+            events = await self.store.events(after=position.last_id, limit=READ_COUNT)
+            if table.used + len(events) > MAX_LOAD * table.capacity:
+                table, generation = self._regrow(table, generation, table.used + len(events),
+                                                 int(self.clock()))
+            position = _apply([table], events, position)
             if len(events) < READ_COUNT:
-                return position
+                return table, generation, position
 
     # -- following --------------------------------------------------------------------
 
     async def _follow(self) -> None:
         """Blocking reads of new events, with a check for a gap at most every
-        ``GAP_CHECK_S``: a busy stream must not cost a second call per batch."""
+        ``GAP_CHECK_S``; between reads, a bounded step of sweeping or growing."""
         if self._tail is None:
-            self._tail = self.inner.open_tail()
+            self._tail = self.store.open_tail()
         checked = 0.0
-        while not self._stopping:
+        while not self.stopping:
             if time.monotonic() - checked >= GAP_CHECK_S:
-                self._check_gap(await self.inner.stream_state())
+                self._check_gap(await self.store.stream_state())
                 checked = time.monotonic()
+            busy = self._background_pending()
             events = await self._tail.read(after=self.position.last_id, limit=READ_COUNT,
-                                           block_ms=self.block_ms)
-            self.position = self._apply(self.table, events, self.position)
-            self._mark_fresh()
-            self.synced = True
-            self.table.sweep(self.clock())
+                                           block_ms=1 if busy else self.block_ms)
+            self._apply_live(events)
+            self._heard()
+            self._background_step()
+            self.publish()
             if events:  # a busy stream: let events gather rather than read them one by one
                 await asyncio.sleep(TAIL_PAUSE_S)
 
-    def _mark_fresh(self) -> None:
-        self._fresh_until = time.monotonic() + self.max_lag_s
+    def _apply_live(self, events: list[Event]) -> None:
+        """Apply in short write sections; grow first if the table would get too full."""
+        table = self.table
+        assert table is not None
+        if self.grown is None and table.used + len(events) > MAX_LOAD * table.capacity:
+            self._start_growing(table.used + len(events))
+        targets = [table] if self.grown is None else [table, self.grown]
+        for start in range(0, len(events), WRITE_SECTION):
+            self.position = _apply(targets, events[start:start + WRITE_SECTION],
+                                   self.position)
+
+    def _background_pending(self) -> bool:
+        return self.grown is not None or self.sweep_at > 0 or \
+            time.monotonic() >= self.sweep_due
+
+    def _background_step(self) -> None:
+        """A bounded amount of growing or sweeping, so that the tail is read again soon."""
+        if self.grown is not None:
+            self._copy_step()
+        elif self._background_pending():
+            self._sweep_step()
+
+    def _start_growing(self, needed: int) -> None:
+        """A larger table, filled step by step from the current one while readers keep
+        using the current one; every event meanwhile goes to both."""
+        assert self.table is not None
+        grown, self.grown_generation = self._new_table(_capacity_for(needed))
+        self.grown, self.copied = grown, 0
+        log.info("mirror growing from %d to %d slots", self.table.capacity, grown.capacity)
+
+    def _copy_step(self) -> None:
+        """Copy the next slots into the grown table; entries already there (written by an
+        event since growth began) are newer and stay. Unrevokes during the copy mark the
+        entry dead in the current table, so a dead entry is never copied."""
+        table, grown = self.table, self.grown
+        assert table is not None
+        assert grown is not None
+        deadline = time.monotonic() + STEP_BUDGET_S
+        now = int(self.clock())
+        while self.copied < table.capacity and time.monotonic() < deadline:
+            grown.begin()
+            for fp, values in table.live(self.copied, STEP_SLOTS, now):
+                grown.put_new(fp, values)
+            grown.end()
+            self.copied += STEP_SLOTS
+        if self.copied >= table.capacity:
+            self.grown = None
+            self._install(grown, self.grown_generation)
+            self.sweep_at = 0
+
+    def _drop_grown(self) -> None:
+        if self.grown is not None:
+            unlink(self.grown.path)
+            self.grown.close()
+            self.grown = None
+
+    def _sweep_step(self) -> None:
+        """Free the slots of expired and dead entries, a bounded number at a time."""
+        table = self.table
+        assert table is not None
+        deadline = time.monotonic() + STEP_BUDGET_S
+        now = int(self.clock())
+        while time.monotonic() < deadline:
+            table.begin()
+            self.sweep_at, _ = table.sweep(self.sweep_at, STEP_SLOTS, now)
+            table.end()
+            if self.sweep_at == 0:
+                self.sweep_due = time.monotonic() + SWEEP_EVERY_S
+                break
+        self._set_gauges()
+
+    def sweep_now(self) -> None:
+        """A whole sweep at once (tests, and an operator's clock)."""
+        self.sweep_at = 0
+        self.sweep_due = 0.0
+        while True:
+            self._sweep_step()
+            if self.sweep_at == 0:
+                return
 
     def _check_gap(self, theirs: StreamState | None) -> None:
         """Raise ``Gap`` when the stream no longer holds every event after ours."""
@@ -292,16 +423,236 @@ class MirrorStore(StoreLayer):
                 theirs.added - ours.added > theirs.length:
             raise Gap("the events stream was trimmed past our position")
 
-    def _apply(self, table: Table, events: list[Event], position: Position) -> Position:
-        """Every worker applies every event: this is the mirror's share of each revoke."""
-        if not events:
-            return position
+
+def _capacity_for(entries: int) -> int:
+    return max(MIN_CAPACITY, math.ceil(entries / TARGET_LOAD))
+
+
+def _apply(tables: list[Table], events: list[Event], position: Position) -> Position:
+    """One write section per table: the events' records, as they now are in the store."""
+    if not events:
+        return position
+    for table in tables:
+        table.begin()
+        try:
+            for event in events:
+                record = event.record
+                fp = fingerprint(record.kind, record.value)
+                if event.type == "unrevoked":
+                    table.kill(fp)
+                else:
+                    table.put(fp, *_values(record))
+        finally:
+            table.end()
+    added = None if position.added is None else position.added + len(events)
+    return Position(events[-1].id, added)
+
+
+class MirrorStore(StoreLayer):
+    """The wrapped store, with lookups answered from the host's table while it is in sync.
+
+    With ``control_path`` it reads the table of a keeper process (a multi-worker
+    ``revoker serve``); without, it runs its own keeper, in this process, on memory of its
+    own."""
+
+    def __init__(self, inner: Store, *, clock: Callable[[], float] = time.time,
+                 block_ms: int = 1000, max_lag_s: float | None = None,
+                 control_path: str | None = None) -> None:
+        super().__init__(inner)
+        self.clock = clock
+        self.max_lag_s = max_lag_s if max_lag_s is not None else block_ms / 1000 + 1.0
+        self.control_path = control_path
+        self.keeper: Keeper | None = None
+        if control_path is None:
+            self.keeper = Keeper(inner, Control.create(None), clock=clock, block_ms=block_ms)
+        self._control: Control | None = None
+        self._table: Table | None = None
+        self._generation = -1
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def control(self) -> Control | None:
+        if self.keeper is not None:
+            return self.keeper.control
+        if self._control is None and self.control_path is not None:
+            try:
+                self._control = Control.attach(self.control_path)
+            except (OSError, ValueError):  # not made yet: read the store
+                return None
+        return self._control
+
+    # -- the hot path -----------------------------------------------------------------
+
+    def _view(self) -> Table | None:
+        """The current table, while the keeper is in sync and fresh; else None."""
+        control = self.control
+        state = control.read() if control is not None else None
+        if state is None or not state.in_sync or \
+                time.monotonic() - state.heard > self.max_lag_s:
+            return None
+        if state.generation != self._generation:
+            self._attach(state.generation)
+        return self._table
+
+    def _attach(self, generation: int) -> None:
+        if self.keeper is not None:
+            table = self.keeper.table
+            self._table, self._generation = table, self.keeper.generation
+            return
+        control = self.control
+        texts = control.texts() if control is not None else None
+        if control is None or texts is None or texts[0] != generation or not texts[1] or \
+                control.path is None:
+            self._table = None
+            return
+        path = os.path.join(os.path.dirname(control.path), texts[1])
+        try:
+            table = Table.attach(path)
+        except (OSError, ValueError):  # replaced meanwhile: try again next lookup
+            self._table = None
+            return
+        old, self._table, self._generation = self._table, table, generation
+        if old is not None:
+            old.close()
+
+    def _probe(self, table: Table, pairs: Sequence[tuple[str, str]]
+               ) -> list[tuple[int, int, int] | None] | None:
+        fps = [fingerprint(kind, value) for kind, value in pairs]
+        find = table.find
+        for _ in range(READ_SPINS):
+            seq = table.seq
+            if seq & 1:
+                continue
+            found = [find(fp) for fp in fps]
+            if table.seq == seq:
+                return found
+        return None
+
+    async def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
+        """Answer from the table while in sync; otherwise ask the store (which may fail).
+        A hit is read from the store for its details (see the module docstring)."""
+        table = self._view()
+        found = self._probe(table, pairs) if table is not None else None
+        if found is None:
+            return await self.inner.get_many(pairs)
         now = self.clock()
-        for event in events:
-            record = event.record
-            if event.type == "unrevoked":
-                table.entries.pop(f"{record.kind}:{record.value}", None)
-            else:
-                table.put(record, now)
-        added = None if position.added is None else position.added + len(events)
-        return Position(events[-1].id, added)
+        hits = [i for i, slot in enumerate(found) if slot is not None and slot[1] > now]
+        out: list[Record | None] = [None] * len(pairs)
+        if not hits:
+            return out
+        wanted = [pairs[i] for i in hits]
+        try:
+            records = await self.inner.get_many(wanted)
+        except StoreError:
+            records = []
+            for i in hits:
+                revoked_at, expires_at, cutoff = found[i]  # type: ignore[misc]
+                kind, value = pairs[i]
+                records.append(Record(kind=kind, value=value, revoked_at=revoked_at,
+                                      expires_at=expires_at,
+                                      issued_before=decode_cutoff(cutoff)))
+        for i, record in zip(hits, records, strict=True):
+            out[i] = record
+        return out
+
+    @property
+    def in_sync(self) -> bool:
+        return self._view() is not None
+
+    def state(self) -> dict[str, Any]:
+        control = self.control
+        reading = control.read() if control is not None else None
+        texts = control.texts() if control is not None else None
+        detail: dict[str, Any] = {"in_sync": self.in_sync}
+        if reading is not None:
+            detail.update(entries=reading.entries, capacity=reading.capacity,
+                          bytes=reading.segment_bytes, resyncs=reading.resyncs,
+                          generation=reading.generation, keeper_pid=reading.keeper_pid)
+        else:
+            detail.update(entries=0, resyncs=0)
+        if texts is not None:
+            detail["last_event_id"] = texts[2] or "0-0"
+            if texts[3] and not detail["in_sync"]:
+                detail["error"] = texts[3]
+        elif not detail["in_sync"]:
+            detail["error"] = "no keeper yet"
+        return detail
+
+    async def health(self) -> StoreHealth:
+        health = await self.inner.health()
+        health.local["mirror"] = self.state()
+        health.local_ok = health.local_ok and self.in_sync
+        return health
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the store; an in-process keeper then loads in the background (lookups
+        read the store until it is done)."""
+        await self.inner.open()
+        await self.start()
+
+    async def close(self) -> None:
+        await self.stop()
+        await self.inner.close()
+
+    async def start(self) -> None:
+        if self.keeper is not None:
+            self.keeper.stopping = False
+            self._task = asyncio.create_task(self.keeper.run(), name="revoker-mirror")
+
+    async def stop(self) -> None:
+        """Cancel the keeper's task. Its flag matters too: a cancellation that lands while
+        a client is inside its own read timeout can come out as an error, which the loop
+        would otherwise treat as an outage and retry."""
+        if self.keeper is not None:
+            self.keeper.stopping = True
+        task, self._task = self._task, None
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        if task is not None and not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it at exit
+        if self.keeper is not None:
+            await self.keeper.stop()
+
+
+# -- the keeper process ---------------------------------------------------------------------
+
+def run_keeper(store: Store, control_path: str) -> None:
+    """The body of the keeper process of a multi-worker ``revoker serve``: keep the
+    host's table until SIGTERM."""
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w") as comm:
+        comm.write("revoker-keeper")  # shows in ps and top as what it is
+    asyncio.run(_keep(store, control_path))
+
+
+async def _keep(store: Store, control_path: str) -> None:
+    control = Control.attach(control_path, writable=True)
+    keeper = Keeper(store, control, directory=os.path.dirname(control_path))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    failures = 0
+    while not stop.is_set():  # a store down at start: retry, as the sync loop would
+        try:
+            await store.open()
+            break
+        except StoreError as exc:
+            keeper.last_error = f"store: {type(exc).__name__}"
+            keeper.publish()
+            await asyncio.sleep(RETRY_S[min(failures, len(RETRY_S) - 1)])
+            failures += 1
+    task = asyncio.create_task(keeper.run(), name="revoker-keeper")
+    try:
+        await stop.wait()
+    finally:
+        keeper.stopping = True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await keeper.stop()
+        keeper.synced = False
+        keeper.publish()
+        await store.close()

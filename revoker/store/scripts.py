@@ -26,4 +26,5 @@ def _read_script(name: str) -> Script:
 UPSERT: Final = _read_script("upsert")
 DELETE: Final = _read_script("delete")
 LOOKUP: Final = _read_script("lookup")
-SCRIPTS: Final = (UPSERT, DELETE, LOOKUP)
+EXPORT: Final = _read_script("export")
+SCRIPTS: Final = (UPSERT, DELETE, LOOKUP, EXPORT)

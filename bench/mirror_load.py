@@ -1,0 +1,109 @@
+"""Cold load of the mirror: how long the keeper takes to load N records from Redis into
+the host's table, and the table's bytes per record.
+
+    python -m bench.mirror_load [--records 1000000] [--profile]
+
+A private redis-server is started, filled with N jti records in the stored (compact)
+form with their EXAT expiry (a pipeline of SETs, not the service: the events stream is not
+what is measured), and the keeper's full load (``Keeper.resync``) is timed, after a load
+of the same records through the listing API (``scan`` pages of ``Record``s, the way the
+mirror loaded before) as the same-run baseline. ``--profile`` prints where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import pstats
+import time
+from typing import Any
+
+from revoker.store.codec import compact_json
+from revoker.store.mirror import MirrorStore
+from revoker.store.redis import RedisStore
+
+BATCH = 10_000
+PREFIX = "bench-load:"
+
+
+async def fill(store: RedisStore, count: int) -> None:
+    from revoker.model import Record
+
+    now = int(time.time())
+    value = compact_json(Record("jti", "x", revoked_at=now, expires_at=now + 3600,
+                                reason=None, actor="bench-admin"))
+    for start in range(0, count, BATCH):
+        async with store.cold_client.pipeline(transaction=False) as pipe:
+            for i in range(start, min(start + BATCH, count)):
+                pipe.set(store.key("jti", f"token-{i:012d}"), value, exat=now + 3600 + i % 600)
+            await pipe.execute()
+
+
+async def listing_load(store: RedisStore) -> float:
+    """The baseline: every record through ``scan`` pages, as ``Record`` objects."""
+    started = time.perf_counter()
+    cursor: str | None = None
+    seen = 0
+    while True:
+        records, cursor = await store.scan(cursor=cursor, limit=1000)
+        seen += len(records)
+        if cursor is None:
+            return time.perf_counter() - started
+
+
+async def keeper_load(store: RedisStore, profile: bool) -> dict[str, Any]:
+    mirror = MirrorStore(store)
+    keeper = mirror.keeper
+    assert keeper is not None
+    profiler = cProfile.Profile() if profile else None
+    started = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    await keeper.resync()
+    if profiler is not None:
+        profiler.disable()
+    seconds = time.perf_counter() - started
+    table = keeper.table
+    assert table is not None
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+    return {"keeper_load_s": round(seconds, 2), "entries": table.used,
+            "capacity": table.capacity, "table_bytes": table.nbytes,
+            "bytes_per_entry": round(table.nbytes / max(table.used, 1), 1)}
+
+
+async def run(url: str, count: int, profile: bool) -> dict[str, Any]:
+    store = RedisStore(url, prefix=PREFIX, timeout_s=30, events_maxlen=1000)
+    await store.open()
+    try:
+        started = time.perf_counter()
+        await fill(store, count)
+        fill_s = time.perf_counter() - started
+        baseline = await listing_load(store)
+        result = await keeper_load(store, profile)
+    finally:
+        await store.close()
+    return {"records": count, "fill_s": round(fill_s, 1),
+            "listing_load_s": round(baseline, 2), **result,
+            "speedup_vs_listing": round(baseline / result["keeper_load_s"], 2),
+            "records_per_s": round(count / result["keeper_load_s"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    from tests.redis_proc import RedisProcess
+
+    server = RedisProcess().start()
+    try:
+        print(json.dumps(asyncio.run(run(server.url, args.records, args.profile)), indent=2))
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

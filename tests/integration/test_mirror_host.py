@@ -1,0 +1,171 @@
+"""The host's mirror under a real 2-worker ``revoker serve`` on a real Redis: one table
+for the host, written by a keeper process and read by both workers; a restarted worker
+reads it at once; a killed keeper makes the workers strict (and not ready) within the
+bound, and its replacement reloads."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from revoker import apikeys
+from tests.redis_proc import RedisProcess
+from tests.serve_proc import ServeProcess
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+ADMIN = "rvk_mirror_host_admin_key_0123456789ab"
+DEADLINE_S = 20.0
+#: The mirror's hard bound (block 1 s + 1 s) and a margin for a busy machine.
+BOUND_S = 2.0 + 3.0
+
+
+def poll_until(condition: Callable[[], bool], *, what: str,
+               timeout_s: float = DEADLINE_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def request(server: ServeProcess, path: str, method: str = "GET",
+            body: Any = None) -> tuple[int, Any]:
+    """One request on a fresh connection (so SO_REUSEPORT may pick either worker)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(server.url + path, data=data, method=method, headers={
+        "Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            raw, status = resp.read(), resp.status
+    except urllib.error.HTTPError as err:
+        raw, status = err.read(), err.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode()
+
+
+def children(pid: int) -> dict[int, str]:
+    """Child pid -> its command name (``/proc/<pid>/comm``)."""
+    found = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            comm = Path(f"/proc/{entry}/comm").read_text().strip()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found[int(entry)] = comm
+    return found
+
+
+def mirror_states(server: ServeProcess, count: int = 6) -> list[tuple[int, dict[str, Any]]]:
+    """``/readyz`` from several connections (either worker): (status, mirror detail)."""
+    out = []
+    for _ in range(count):
+        status, body = request(server, "/readyz")
+        out.append((status, body["checks"]["mirror"]))
+    return out
+
+
+def metric(server: ServeProcess, name: str) -> float:
+    status, text = request(server, "/metrics")
+    assert status == 200
+    values = [sample.value for family in text_string_to_metric_families(text)
+              for sample in family.samples if sample.name == name]
+    assert len(values) == 1, f"{name}: {values}"
+    return values[0]
+
+
+@pytest.fixture
+def serve(redis_server: RedisProcess, prefix: str) -> Iterator[ServeProcess]:
+    server = ServeProcess({"REVOKER_STORE_URL": redis_server.url, "REVOKER_KEY_PREFIX": prefix,
+                           "REVOKER_API_KEYS": apikeys.config_line("ops", ["admin"], ADMIN),
+                           "REVOKER_WORKERS": "2", "REVOKER_CHECK_MODE": "mirror",
+                           "REVOKER_ACCESS_LOG": "false"}, log_to_file=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.remove_log()
+
+
+def test_one_table_per_host_survives_worker_and_keeper_deaths(serve: ServeProcess) -> None:
+    serve.start()
+    for i in range(50):  # before the keeper loads and after: both reach the table
+        status, _ = request(serve, "/v1/revocations", "POST",
+                            {"kind": "jti", "value": f"early-{i}", "ttl": 600})
+        assert status == 201
+    poll_until(lambda: all(s == 200 for s, _ in mirror_states(serve)), what="in sync")
+    assert serve.proc is not None
+    supervisor = serve.proc.pid
+    processes = children(supervisor)
+    keepers = [pid for pid, comm in processes.items() if comm == "revoker-keeper"]
+    assert len(keepers) == 1, processes
+    keeper = keepers[0]
+    states = [state for _, state in mirror_states(serve)]
+    assert {s["keeper_pid"] for s in states} == {keeper}
+    assert {s["generation"] for s in states} == {states[0]["generation"]}
+    loads = states[0]["resyncs"]
+
+    # One table for the host, named after the supervisor; its size is a metric.
+    control = f"/dev/shm/revoker-mirror-{supervisor}"
+    tables = glob.glob(control + ".*")
+    assert os.path.exists(control) and len(tables) == 1
+    assert metric(serve, "revoker_mirror_bytes") == os.path.getsize(tables[0])
+    assert metric(serve, "revoker_mirror_entries") == 50
+
+    request(serve, "/v1/revocations", "POST", {"kind": "jti", "value": "late", "ttl": 600})
+    poll_until(lambda: all(request(serve, "/v1/check/late")[1]["revoked"] for _ in range(6)),
+               what="the revoke on both workers")
+
+    # A worker dies: its replacement answers from the table at once; nothing reloads.
+    worker = min(pid for pid in processes if pid != keeper)
+    os.kill(worker, signal.SIGKILL)
+    poll_until(lambda: len([p for p in children(supervisor) if p != keeper]) == 2 and
+               worker not in children(supervisor), what="a replacement worker")
+    poll_until(lambda: all(s == 200 for s, _ in mirror_states(serve)),
+               what="both workers ready", timeout_s=BOUND_S)
+    states = [state for _, state in mirror_states(serve, 10)]
+    assert {(s["keeper_pid"], s["resyncs"]) for s in states} == {(keeper, loads)}
+    assert glob.glob(control + ".*") == tables
+    assert all(request(serve, f"/v1/check/early-{i}")[1]["revoked"] for i in range(10))
+
+    # The keeper hangs: within the bound both workers read Redis (strict) and are not
+    # ready; checks still answer, from the store, and see what the keeper cannot.
+    os.kill(keeper, signal.SIGSTOP)
+    poll_until(lambda: all(s == 503 for s, _ in mirror_states(serve)),
+               what="workers out of sync", timeout_s=BOUND_S)
+    request(serve, "/v1/revocations", "POST", {"kind": "jti", "value": "while-down",
+                                               "ttl": 600})
+    assert all(request(serve, "/v1/check/while-down")[1]["revoked"] for _ in range(6))
+    assert not request(serve, "/v1/check/never")[1]["revoked"]
+    # It dies: the supervisor starts another, which reloads; the workers recover.
+    os.kill(keeper, signal.SIGKILL)
+    poll_until(lambda: all(s == 200 for s, _ in mirror_states(serve)), what="recovery")
+    states = [state for _, state in mirror_states(serve)]
+    replacement = {s["keeper_pid"] for s in states}
+    assert len(replacement) == 1 and keeper not in replacement
+    assert children(supervisor).get(replacement.pop()) == "revoker-keeper"
+    assert len(glob.glob(control + ".*")) == 1, "the dead keeper's table is removed"
+    assert glob.glob(control + ".*") != tables
+    assert all(request(serve, f"/v1/check/early-{i}")[1]["revoked"] for i in range(10))
+    assert all(request(serve, "/v1/check/while-down")[1]["revoked"] for _ in range(6))
+    assert "mirror keeper (pid" in serve.log
+
+    serve.stop()
+    assert not glob.glob(control + "*"), "segments are removed at exit"

@@ -1,0 +1,128 @@
+"""The shared table of the mirror (revoker.store.shared): its layout, probing, deletion by
+backward shift, sweeping, the seqlock, and reading it from another process."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from revoker.store.shared import (
+    NO_CUTOFF,
+    SLOT_BYTES,
+    Control,
+    ControlState,
+    Table,
+    decode_cutoff,
+    encode_cutoff,
+    fingerprint,
+)
+
+# Small tables: many keys share a home slot, so probing, wrap-around and shifting are
+# exercised on every example.
+OPS = st.lists(st.tuples(st.sampled_from(["put", "kill", "sweep"]),
+                         st.integers(0, 40), st.integers(1, 20)), max_size=200)
+
+
+@given(OPS)
+@settings(max_examples=200, deadline=None)
+def test_the_table_behaves_like_a_dict(ops: list[tuple[str, int, int]]) -> None:
+    table = Table.create(None, 64)
+    model: dict[bytes, tuple[int, int, int]] = {}
+    for op, key, expires in ops:
+        fp = fingerprint("jti", str(key))
+        if op == "put" and (len(model) < 44 or fp in model):
+            values = (1, expires, NO_CUTOFF)
+            table.put(fp, *values)
+            model[fp] = values
+        elif op == "kill":
+            table.kill(fp)
+            if fp in model:
+                model[fp] = (0, 0, NO_CUTOFF)
+        elif op == "sweep":  # everything that expires by ``expires`` goes
+            start = 0
+            while True:
+                start, _ = table.sweep(start, 7, expires)
+                if start == 0:
+                    break
+            model = {k: v for k, v in model.items() if v[1] > expires}
+        assert table.used == len(model)
+        for other in range(41):
+            other_fp = fingerprint("jti", str(other))
+            assert table.find(other_fp) == model.get(other_fp)
+
+
+def test_cutoffs_round_trip() -> None:
+    assert decode_cutoff(encode_cutoff(None)) is None
+    assert decode_cutoff(encode_cutoff(1_764_000_000)) == 1_764_000_000
+    assert decode_cutoff(encode_cutoff(-5)) == 0
+    assert fingerprint("jti", "x") == fingerprint("jti", "x")
+
+
+def test_a_file_segment_is_sized_by_its_capacity(tmp_path: Path) -> None:
+    path = str(tmp_path / "segment")
+    table = Table.create(path, 1000)
+    assert os.path.getsize(path) == 64 + 1000 * SLOT_BYTES == table.nbytes
+    table.put(fingerprint("jti", "a"), 5, 10, NO_CUTOFF)
+    reader = Table.attach(path)
+    assert reader.find(fingerprint("jti", "a")) == (5, 10, NO_CUTOFF)
+    assert reader.capacity == 1000 and reader.used == 1
+
+
+def _read_forever(path: str, rounds: int, out: multiprocessing.Queue[tuple[int, int]]) -> None:
+    """Another process reading while the writer rewrites: every consistent reading must
+    show both entries with the same value (they are always changed together)."""
+    table = Table.attach(path)
+    fps = [fingerprint("jti", "a"), fingerprint("jti", "b")]
+    consistent = torn = 0
+    for _ in range(rounds):
+        seq = table.seq
+        if seq & 1:
+            continue
+        found = [table.find(fp) for fp in fps]
+        if table.seq != seq:
+            continue
+        consistent += 1
+        a, b = found
+        if a is None or b is None or a != b:
+            torn += 1
+    out.put((consistent, torn))
+
+
+def test_the_seqlock_hides_half_made_changes_from_another_process(tmp_path: Path) -> None:
+    path = str(tmp_path / "segment")
+    table = Table.create(path, 64)
+    fa, fb = fingerprint("jti", "a"), fingerprint("jti", "b")
+    table.put(fa, 0, 100, NO_CUTOFF)
+    table.put(fb, 0, 100, NO_CUTOFF)
+    context = multiprocessing.get_context("spawn")
+    out: multiprocessing.Queue[tuple[int, int]] = context.Queue()
+    reader = context.Process(target=_read_forever, args=(path, 200_000, out))
+    reader.start()
+    value = 0
+    while reader.is_alive():
+        value += 1
+        table.begin()
+        table.put(fa, value, 100, NO_CUTOFF)
+        table.kill(fb)  # a moment where a and b differ, inside the section
+        table.put(fb, value, 100, NO_CUTOFF)
+        table.end()
+        if value % 1000 == 0:
+            reader.join(0)
+    reader.join()
+    consistent, torn = out.get(timeout=10)
+    assert consistent > 0 and torn == 0
+
+
+def test_the_control_segment_round_trips(tmp_path: Path) -> None:
+    path = str(tmp_path / "control")
+    control = Control.create(path)
+    state = ControlState(generation=3, keeper_pid=42, in_sync=True, heard=12.5, entries=7,
+                         capacity=64, resyncs=2, segment_bytes=1856)
+    control.write(state, name="control.3", last_id="1-0", error="")
+    reader = Control.attach(path)
+    assert reader.read() == state
+    assert reader.texts() == (3, "control.3", "1-0", "")
