@@ -92,16 +92,23 @@ class Revoker:
         except InvalidInput as exc:
             return exc
 
-    async def check(self, claims: Claims) -> CheckResult:
-        """The hot path (one token): ``check_many``'s rules without the batch bookkeeping."""
+    async def check(self, claims: Claims, *, details: bool = True) -> CheckResult:
+        """The hot path (one token): ``check_many``'s rules without the batch bookkeeping.
+        ``details=False`` when only the verdict is shown (forward-auth): the matches may
+        then lack what the store's summary omits (see ``Store.complete``)."""
         pairs = claims.lookups()
         try:
             found = await self.store.get_many(pairs) if pairs else []
         except StoreError as exc:
             return self._unknown(exc, 1)[0]
         matches = matching(claims, found)
-        (_CHECKS_REVOKED if matches else _CHECKS_OK).inc()
-        return CheckResult(revoked=bool(matches), matches=matches)
+        if not matches:
+            _CHECKS_OK.inc()
+            return CheckResult(revoked=False)
+        _CHECKS_REVOKED.inc()
+        if details:
+            matches = await self.store.complete(matches)
+        return CheckResult(revoked=True, matches=matches)
 
     async def check_jti(self, jti: str) -> CheckResult:
         """``check`` of a bare jti, the question gateways ask most: no claims to build, and
@@ -114,7 +121,7 @@ class Revoker:
             _CHECKS_OK.inc()
             return CheckResult(revoked=False)
         _CHECKS_REVOKED.inc()
-        return CheckResult(revoked=True, matches=[record])
+        return CheckResult(revoked=True, matches=await self.store.complete([record]))
 
     def _unknown(self, exc: StoreError, count: int) -> list[CheckResult]:
         """The store failed: re-raise (fail closed) or accept, counted (fail open). Only an
@@ -139,6 +146,11 @@ class Revoker:
             offset += count
             (_CHECKS_REVOKED if matches else _CHECKS_OK).inc()
             results.append(CheckResult(revoked=bool(matches), matches=matches))
+        decided = [m for result in results for m in result.matches]
+        if decided:  # one store read for every revoked item's details
+            full = iter(await self.store.complete(decided))
+            results = [CheckResult(revoked=r.revoked, matches=[next(full) for _ in r.matches])
+                       for r in results]
         return results
 
     async def get(self, kind: str, value: str) -> Record | None:

@@ -272,6 +272,14 @@ class Store(ABC):
     async def get(self, kind: str, value: str) -> Record | None:
         return (await self.get_many([(kind, value)]))[0]
 
+    async def complete(self, records: list[Record]) -> list[Record]:
+        """The records that decided a check, with every detail the answer shows.
+
+        A backend's lookups already return whole records; a layer that answers lookups
+        from a summary (the mirror keeps no reason or actor) fetches the details here, so
+        that only a revoked answer that shows its records pays for them."""
+        return records
+
     async def delete(self, kind: str, value: str, *, at: int) -> Record | None:
         """Remove a record and append an ``unrevoked`` event; ``None`` when absent."""
         return await self._bounded(self._delete(kind, value, at), operation="delete",

@@ -47,6 +47,14 @@ class StoreLayer(Store):
     async def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
         return await self.inner.get_many(pairs)
 
+    async def get(self, kind: str, value: str) -> Record | None:
+        """One record read by an admin: from the store that holds it whole, not from a
+        read path's summary or batch."""
+        return await self.inner.get(kind, value)
+
+    async def complete(self, records: list[Record]) -> list[Record]:
+        return await self.inner.complete(records)
+
     async def delete(self, kind: str, value: str, *, at: int) -> Record | None:
         return await self.inner.delete(kind, value, at=at)
 

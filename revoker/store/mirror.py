@@ -24,9 +24,11 @@ Consistency contract (see docs/performance.md):
   resync.
 
 The table keeps what matching a token needs (expiry, cutoff, revocation time), not the
-record's details. A hit (about 1% of checks) reads the full record from the store; if the
-store cannot answer, the record is rebuilt from the table (without reason and actor): a
-token the mirror knows to be revoked is never accepted because the store is down.
+record's details: a lookup is answered from the table alone. Only a revoked answer that
+shows its records (``/v1/check``, not ``/v1/authz``) reads them in full from the store
+(``complete``); if the store cannot answer, the table's summary is shown (without reason
+and actor): a token the mirror knows to be revoked is never accepted because the store is
+down.
 """
 
 from __future__ import annotations
@@ -530,30 +532,37 @@ class MirrorStore(StoreLayer):
 
     async def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
         """Answer from the table while in sync; otherwise ask the store (which may fail).
-        A hit is read from the store for its details (see the module docstring)."""
+
+        A hit is rebuilt from the table: it holds what matching a token needs, so a token
+        issued after a subject's cutoff is accepted without a store read. ``complete``
+        fetches the details of the records that did decide a check."""
         table = self._view()
         found = self._probe(table, pairs) if table is not None else None
         if found is None:
             return await self.inner.get_many(pairs)
         now = self.clock()
-        hits = [i for i, slot in enumerate(found) if slot is not None and slot[1] > now]
         out: list[Record | None] = [None] * len(pairs)
-        if not hits:
-            return out
-        wanted = [pairs[i] for i in hits]
-        try:
-            records = await self.inner.get_many(wanted)
-        except StoreError:
-            records = []
-            for i in hits:
-                revoked_at, expires_at, cutoff = found[i]  # type: ignore[misc]
+        for i, slot in enumerate(found):
+            if slot is not None and slot[1] > now:
+                revoked_at, expires_at, cutoff = slot
                 kind, value = pairs[i]
-                records.append(Record(kind=kind, value=value, revoked_at=revoked_at,
-                                      expires_at=expires_at,
-                                      issued_before=decode_cutoff(cutoff)))
-        for i, record in zip(hits, records, strict=True):
-            out[i] = record
+                out[i] = Record(kind=kind, value=value, revoked_at=revoked_at,
+                                expires_at=expires_at, issued_before=decode_cutoff(cutoff))
         return out
+
+    async def complete(self, records: list[Record]) -> list[Record]:
+        """Read the full records from the store (reason, actor). When the store cannot
+        answer, or the record went away since the lookup, the table's summary is shown:
+        the token was revoked when it was checked, and a store failure never turns a
+        revoked answer into an accepted one."""
+        if not records:
+            return records
+        try:
+            full = await self.inner.get_many([(r.kind, r.value) for r in records])
+        except StoreError:
+            return records
+        return [whole if whole is not None else summary
+                for summary, whole in zip(records, full, strict=True)]
 
     @property
     def in_sync(self) -> bool:

@@ -26,9 +26,7 @@ separate C call that the interpreter cannot reorder.
 
 Fingerprint collisions: two different ``kind:value`` with the same 128-bit fingerprint
 would make the second look revoked (never accepted). With ``n`` records, the odds that a
-given lookup collides are about ``n / 2**128`` (10 million records: 3e-32 per lookup); and
-a hit is confirmed by reading the record from the store, so a collision could show only
-while the store is unreachable.
+given lookup collides are about ``n / 2**128`` (10 million records: 3e-32 per lookup).
 """
 
 from __future__ import annotations

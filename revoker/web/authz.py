@@ -87,7 +87,7 @@ async def validate_and_check(request: web.Request, token: str) -> tuple[Verified
 async def _validate_and_check(validator: TokenValidator, service: Revoker,
                               token: str) -> tuple[Verified, bool]:
     verified = await validator.validate_waiting(token)  # a rotated key is fetched first
-    result = await service.check(verified.claims)
+    result = await service.check(verified.claims, details=False)  # the verdict only
     if result.revoked:
         _REJECTED_REVOKED.inc()
         raise TokenError("revoked")

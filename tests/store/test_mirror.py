@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from revoker.config import Settings
+from revoker.errors import StoreUnavailable
 from revoker.model import Claims, Lifetimes, Record, RevokeRequest
 from revoker.service import Revoker
 from revoker.store import open_store
 from revoker.store.base import Store
 from revoker.store.batcher import BatchingStore
+from revoker.store.layer import StoreLayer
 from revoker.store.mirror import Gap, MirrorStore
 from revoker.store.redis import RedisStore
 from revoker.store.shared import fingerprint
@@ -85,9 +87,20 @@ async def test_snapshot_loads_every_record(store: Store,
     assert mirror.keeper is not None and mirror.keeper.table is not None
     assert mirror.keeper.table.used == 251
     found = await mirror.get_many([("jti", "j7"), ("jti", "nope"), ("sub", "alice")])
-    assert found[0] is not None and found[0] == await store.get("jti", "j7")
+    whole_j7, whole_alice = await store.get("jti", "j7"), await store.get("sub", "alice")
+    assert whole_j7 is not None and whole_alice is not None
     assert found[1] is None
-    assert found[2] is not None and found[2].reason == "left"
+    # A lookup answers from the table: what matching needs, not the details ...
+    summary_j7, summary_alice = found[0], found[2]
+    assert summary_j7 is not None and summary_alice is not None
+    for summary, whole in ((summary_j7, whole_j7), (summary_alice, whole_alice)):
+        assert (summary.kind, summary.value, summary.revoked_at, summary.expires_at,
+                summary.issued_before) == (whole.kind, whole.value, whole.revoked_at,
+                                           whole.expires_at, whole.issued_before)
+    assert summary_alice.reason is None
+    # ... and ``complete`` (or an admin's read) gives the whole record.
+    assert await mirror.complete([summary_j7, summary_alice]) == [whole_j7, whole_alice]
+    assert await mirror.get("sub", "alice") == whole_alice
     health = await mirror.health()
     assert health.ok and health.local_ok and health.local["mirror"]["entries"] == 251
 
@@ -318,3 +331,60 @@ async def test_the_snapshot_keeps_cutoffs_and_reads_the_older_full_form(
     if type(store) is RedisStore:
         assert mirror.keeper.table.find(fingerprint("jti", "legacy")) == (now - 5, now + 600,
                                                                            0xFFFFFFFF)
+
+
+class CountingReads(StoreLayer):
+    """The suite's store, counting the lookups that reach it (and failing them on
+    demand): what the mirror asks of the store it wraps."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.reads = 0
+        self.failing = False
+
+    async def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
+        self.reads += 1
+        if self.failing:
+            raise StoreUnavailable("the store is down (test)")
+        return await self.inner.get_many(pairs)
+
+
+async def test_a_cutoff_hit_is_decided_from_the_table(store: Store) -> None:
+    """A subject revoked with a cutoff keeps signing in: its new tokens are checked
+    without a store read; a revoked token's answer shows the whole record, or the
+    table's summary when the store cannot answer, and is never accepted."""
+    svc = writer(store)
+    await svc.revoke(RevokeRequest("sub", "bob", reason="stolen laptop"), actor="t")
+    whole = await store.get("sub", "bob")
+    assert whole is not None and whole.issued_before is not None
+    counting = CountingReads(store)
+    mirror = MirrorStore(counting, block_ms=200)
+    try:
+        await mirror.start()
+        await eventually(lambda: mirror.in_sync)
+        checker = Revoker(mirror, lifetimes=LIFETIMES)
+        before = counting.reads
+        fresh = Claims(jti="new", sub="bob", iat=whole.issued_before + 10)
+        assert not (await checker.check(fresh)).revoked
+        assert not (await checker.check(fresh, details=False)).revoked
+        assert not (await checker.check_many([fresh]))[0].revoked
+        assert counting.reads == before
+        old = Claims(jti="old", sub="bob", iat=whole.issued_before - 10)
+        verdict = await checker.check(old, details=False)
+        assert verdict.revoked and counting.reads == before
+        shown = await checker.check(old)
+        assert shown.revoked and shown.matches == [whole]
+        assert counting.reads == before + 1
+        batch = await checker.check_many([fresh, old, old])
+        assert [r.revoked for r in batch] == [False, True, True]
+        assert batch[1].matches == [whole] and batch[2].matches == [whole]
+        assert counting.reads == before + 2  # one read for every revoked item's details
+        counting.failing = True
+        degraded = await checker.check(old)
+        assert degraded.revoked
+        (summary,) = degraded.matches
+        assert (summary.kind, summary.value, summary.issued_before) == (
+            "sub", "bob", whole.issued_before)
+        assert summary.reason is None
+    finally:
+        await mirror.stop()
