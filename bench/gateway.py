@@ -434,7 +434,7 @@ class Bench:
 
     @staticmethod
     def show(rnd: int, job: Job, f: Figure) -> None:
-        print(f"  r{rnd + 1} {job.group:<7} {job.name:<44} {f.rps:>8.0f} req/s  "
+        print(f"  r{rnd + 1} {job.group:<7} {job.name:<48} {f.rps:>8.0f} req/s  "
               f"p99 {f.p99_ms:6.2f} ms  non2xx {f.non2xx}", flush=True)
 
     def report(self, elapsed_s: float) -> None:
@@ -467,7 +467,7 @@ def nginx_version() -> str:
 
 
 def render(rows: list[Row]) -> str:
-    head = (f"| {'group':<7} | {'row':<44} | {'req/s':>7} | {'x base':>6} | "
+    head = (f"| {'group':<7} | {'row':<48} | {'req/s':>7} | {'x base':>6} | "
             f"{'x range':>9} | {'p50 ms':>6} | {'p99 ms':>6} | {'Δp99 ms':>7} | "
             f"{'nginx µs':>8} | {'auth µs':>7} | {'redis µs':>8} | {'wrk µs':>6} | "
             f"{'non2xx':>6} |")
@@ -476,7 +476,7 @@ def render(rows: list[Row]) -> str:
         ratio, spread = statistics.median(r.ratios), f"{min(r.ratios):.2f}-{max(r.ratios):.2f}"
         delta = statistics.median(r.p99_deltas)
         lines.append(
-            f"| {r.group:<7} | {r.name:<44} | {r.median('rps'):>7.0f} | {ratio:>6.2f} | "
+            f"| {r.group:<7} | {r.name:<48} | {r.median('rps'):>7.0f} | {ratio:>6.2f} | "
             f"{spread:>9} | {r.median('p50_ms'):>6.2f} | {r.median('p99_ms'):>6.2f} | "
             f"{delta:>+7.2f} | {r.median('nginx_us'):>8.1f} | {r.median('backend_us'):>7.1f} | "
             f"{r.median('redis_us'):>8.1f} | {r.median('wrk_us'):>6.1f} | "
