@@ -1,11 +1,15 @@
 """Baseline servers for the benchmark: what revoker is compared against, same request mix.
 
 ``hello``: aiohttp on uvloop answering every path with a fixed JSON body — the ceiling of
-the HTTP stack revoker is built on. ``naive``: the same, plus one ``await redis.exists()``
+the HTTP stack revoker is built on. ``allow``: the same answering 200 with an empty body —
+the floor of any forward-auth on aiohttp (bench/gateway.py): nginx ``auth_request`` reads
+only the answer's head, so it can keep its upstream connection only when there is no body,
+as with revoker's 200s. ``naive``: the same, plus one ``await redis.exists()``
 per ``GET /v1/check/{jti}`` — the straightforward implementation revoker must beat.
 One process per invocation; the harness starts N of them on one port (SO_REUSEPORT).
 
     python bench/baselines.py hello PORT
+    python bench/baselines.py allow PORT
     python bench/baselines.py naive PORT REDIS_URL PREFIX
 """
 
@@ -22,11 +26,13 @@ from aiohttp import web
 BODY = b'{"revoked":false}'
 
 
-def hello_app() -> web.Application:
+def hello_app(body: bytes = BODY) -> web.Application:
     async def hello(request: web.Request) -> web.Response:
         if request.can_read_body:
             await request.read()
-        return web.Response(body=BODY, content_type="application/json")
+        if not body:
+            return web.Response(status=200)
+        return web.Response(body=body, content_type="application/json")
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", hello)
@@ -61,7 +67,10 @@ async def serve(app: web.Application, port: int) -> None:
 
 def main(argv: list[str]) -> None:
     mode, port = argv[0], int(argv[1])
-    app = hello_app() if mode == "hello" else naive_app(argv[2], argv[3])
+    if mode == "naive":
+        app = naive_app(argv[2], argv[3])
+    else:
+        app = hello_app(BODY if mode == "hello" else b"")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(serve(app, port))
 

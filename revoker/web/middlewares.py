@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from revoker import metrics
+from revoker.config import ACCESS_LOG_ALL, ACCESS_LOG_OFF
 from revoker.errors import (
     Forbidden,
     InvalidInput,
@@ -109,19 +110,35 @@ def request_id_of(request: web.BaseRequest) -> str:
     return incoming if incoming and _REQUEST_ID_RE.match(incoming) else _ids.new()
 
 
+#: The route labels of what a gateway asks on every request it lets through (a check by
+#: jti or by claims, forward-auth): ``REVOKER_ACCESS_LOG=skip-hot-2xx`` (the default) logs
+#: their 2xx answers no more, as a line costs about as much CPU as the answer. Their refusals
+#: and errors, and every other route, are still logged; metrics count them all.
+HOT_ROUTES: Final = frozenset({"/v1/check/{jti}", "/v1/check", "/v1/authz", "/v1/authz/{tail}"})
+
+
+def access_logged(setting: str, route: str, status: int) -> bool:
+    """Whether ``REVOKER_ACCESS_LOG`` (``setting``) wants a line for this answer."""
+    if setting == ACCESS_LOG_ALL:
+        return True
+    if setting == ACCESS_LOG_OFF:
+        return False
+    return not (200 <= status < 300 and route in HOT_ROUTES)  # skip-hot-2xx
+
+
 def account(request: web.BaseRequest, route: str, status: int, started: float, *,
-            access_log: bool) -> None:
+            access_log: str) -> None:
     """Metrics and the access log line of one answered request."""
     elapsed = time.perf_counter() - started
     _observe(route, _method_label(request.method), status, elapsed)
-    if access_log:
+    if access_logged(access_log, route, status):
         log.info("%s %s %d %.1fms", request.method, route, status, elapsed * 1000,
                  extra={"method": request.method, "route": route, "status": status,
                         "duration_ms": round(elapsed * 1000, 3), "remote": request.remote})
 
 
 async def pipeline(request: web.Request, handler: Handler, route: str, *,
-                   access_log: bool) -> web.StreamResponse:
+                   access_log: str) -> web.StreamResponse:
     """Everything around a handler: the request id (taken from ``X-Request-Id`` when sane),
     the route's query rule (``revoker.web.spec``: unknown or repeated parameters are a
     400 before the handler runs), errors -> problem+json, metrics and the access log under

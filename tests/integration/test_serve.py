@@ -216,7 +216,9 @@ def two_workers(redis: RedisProcess, prefix: str, **env: str) -> Iterator[tuple[
 
 def test_two_workers_share_the_port_and_metrics_cover_both(redis_server: RedisProcess,
                                                            prefix: str) -> None:
-    with two_workers(redis_server, prefix, REVOKER_LOG_FORMAT="json") as (server, workers):
+    # every check's access line (REVOKER_ACCESS_LOG=all) names the worker that answered it
+    with two_workers(redis_server, prefix, REVOKER_LOG_FORMAT="json",
+                     REVOKER_ACCESS_LOG="all") as (server, workers):
         assert server.proc is not None
         assert all(parent_of(pid) == server.proc.pid for pid in workers)
         metrics_dir = {environ_of(pid)["PROMETHEUS_MULTIPROC_DIR"] for pid in workers}

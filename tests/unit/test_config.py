@@ -142,7 +142,8 @@ def test_toml_unknown_key_suggests_the_setting(tmp_path: Path) -> None:
     ("REVOKER_LOG_LEVEL", "info", "log_level", "INFO"),
     ("REVOKER_LOG_LEVEL", "Debug", "log_level", "DEBUG"),
     ("REVOKER_LOG_LEVEL", "warn", "log_level", "WARNING"),
-    ("REVOKER_ACCESS_LOG", "FALSE", "access_log", False),
+    ("REVOKER_ACCESS_LOG", "FALSE", "access_log", "off"),
+    ("REVOKER_ACCESS_LOG", "Skip-Hot-2XX", "access_log", "skip-hot-2xx"),
     ("REVOKER_ALLOW_EVICTION", "Yes", "allow_eviction", True),
     ("REVOKER_JWT_ALGORITHMS", "rs256,eddsa", "jwt_algorithms", ("RS256", "EdDSA")),
 ])
@@ -186,3 +187,32 @@ def test_kubernetes_service_links_are_not_unknown_settings() -> None:
         Settings.from_env({**links, "REVOKER_PORT": "tcp://10.0.0.7:8080"})
     with pytest.raises(ConfigError, match="REVOKER_SERVICE_HOSTS: unknown variable"):
         Settings.from_env({"REVOKER_SERVICE_HOSTS": "x"})
+
+
+def test_access_log_defaults_to_skipping_the_hot_routes_2xx() -> None:
+    assert Settings.from_env({}).access_log == "skip-hot-2xx"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("all", "all"), ("true", "all"), ("TRUE", "all"), ("1", "all"), ("yes", "all"),
+    ("on", "all"),
+    ("off", "off"), ("false", "off"), ("0", "off"), ("no", "off"), ("OFF", "off"),
+    ("skip-hot-2xx", "skip-hot-2xx"),
+])
+def test_access_log_keeps_its_boolean_spellings(value: str, expected: str) -> None:
+    assert Settings.from_env({"REVOKER_ACCESS_LOG": value}).access_log == expected
+
+
+@pytest.mark.parametrize(("toml", "expected"), [
+    ("access_log = true", "all"), ("access_log = false", "off"),
+    ('access_log = "skip-hot-2xx"', "skip-hot-2xx")])
+def test_access_log_from_toml(tmp_path: Path, toml: str, expected: str) -> None:
+    path = tmp_path / "revoker.toml"
+    path.write_text(toml + "\n")
+    assert Settings.from_env({}, config_file=str(path)).access_log == expected
+
+
+@pytest.mark.parametrize("value", ["sometimes", "hot", "2"])
+def test_access_log_refuses_other_values(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"REVOKER_ACCESS_LOG.*skip-hot-2xx"):
+        Settings.from_env({"REVOKER_ACCESS_LOG": value})

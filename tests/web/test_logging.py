@@ -156,6 +156,74 @@ async def test_access_log_can_be_turned_off(make_client: MakeClient,
     assert not [r for r in captured.records if r.name == "revoker.access"]
 
 
+#: What each request below is answered, as (method, route label, status): the hot routes'
+#: 2xx answers (by the lane and, percent-encoded, by the router), their refusals, and others.
+HOT_OK = [("GET", "/v1/check/{jti}", 200), ("GET", "/v1/check/{jti}", 200),
+          ("POST", "/v1/check", 200), ("GET", "/v1/authz", 200),
+          ("GET", "/v1/authz/{tail}", 200)]
+HOT_REFUSED = [("GET", "/v1/authz/{tail}", 401), ("GET", "/v1/check/{jti}", 401)]
+COLD = [("POST", "/v1/revocations", 201), ("POST", "/v1/check/batch", 200),
+        ("GET", "/healthz", 200)]
+
+
+async def answer_mix(client: Any) -> list[tuple[str, str, int]]:
+    """The requests of HOT_OK, HOT_REFUSED and COLD; returns what each was answered, in
+    the order of those lists (the revocation the refused authz needs is sent first)."""
+    live, revoked = make_token("jti-live"), make_token("jti-revoked")
+    gateway = {"X-Revoker-Key": CHECK_KEY}
+
+    async def answer(method: str, path: str, label: str, **kwargs: Any
+                     ) -> tuple[str, str, int]:
+        resp = await client.request(method, path, **kwargs)
+        await resp.read()
+        return method, label, resp.status
+
+    revocation = await answer("POST", "/v1/revocations", "/v1/revocations",
+                              json={"token": revoked}, headers=auth(REVOKE_KEY))
+    hot_ok = [
+        await answer("GET", "/v1/check/abc", "/v1/check/{jti}", headers=auth(CHECK_KEY)),
+        await answer("GET", "/v1/check/ab%63", "/v1/check/{jti}", headers=auth(CHECK_KEY)),
+        await answer("POST", "/v1/check", "/v1/check", json={"claims": {"jti": "abc"}},
+                     headers=auth(CHECK_KEY)),
+        await answer("GET", "/v1/authz", "/v1/authz",
+                     headers={**gateway, "Authorization": f"Bearer {live}"}),
+        await answer("GET", "/v1/authz/orders/7", "/v1/authz/{tail}",
+                     headers={**gateway, "Authorization": f"Bearer {live}"})]
+    hot_refused = [
+        await answer("GET", "/v1/authz/orders/7", "/v1/authz/{tail}",
+                     headers={**gateway, "Authorization": f"Bearer {revoked}"}),
+        await answer("GET", "/v1/check/abc", "/v1/check/{jti}")]
+    cold = [revocation,
+            await answer("POST", "/v1/check/batch", "/v1/check/batch",
+                         json={"items": [{"jti": "abc"}]}, headers=auth(CHECK_KEY)),
+            await answer("GET", "/healthz", "/healthz")]
+    return hot_ok + hot_refused + cold
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "router"])
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("skip-hot-2xx", HOT_REFUSED + COLD),
+    ("all", HOT_OK + HOT_REFUSED + COLD),
+    ("true", HOT_OK + HOT_REFUSED + COLD),
+    ("off", []),
+    ("false", []),
+])
+async def test_which_requests_get_an_access_line(
+        make_client: MakeClient, captured: pytest.LogCaptureFixture, setting: str,
+        expected: list[tuple[str, str, int]], lane: bool) -> None:
+    client = await make_client(lane=lane, REVOKER_ACCESS_LOG=setting,
+                               REVOKER_JWT_ALGORITHMS="HS256", REVOKER_JWT_SECRET=JWT_SECRET)
+    answered = await answer_mix(client)
+    assert answered == HOT_OK + HOT_REFUSED + COLD  # the mix is what the lists say
+    access = [r for r in captured.records if r.name == "revoker.access"]
+    logged = [(r.__dict__["method"], r.__dict__["route"], r.__dict__["status"])
+              for r in access]
+    assert sorted(logged) == sorted(expected)
+    # the lines name route templates, never the token (tests/security covers the masking)
+    lines = [JsonFormatter().format(r) for r in access] + [r.getMessage() for r in access]
+    assert not [line for line in lines if "eyJ" in line or "Bearer" in line]
+
+
 @contextlib.contextmanager
 def configured(fmt: str) -> Iterator[io.StringIO]:
     """``logs.configure`` writing to a string; the root logger is restored afterwards."""
