@@ -82,10 +82,11 @@ REVOKED_SAMPLE = 1000
 PROBES = 24
 RETRIES = 5
 GIB = 1024 ** 3
-#: Estimates for the up-front memory check (bytes per revocation): Redis record and the
-#: mirror's copy per worker, as measured at 1M (see docs/performance.md), with a margin.
-EST_REDIS_PER_RECORD = 300
-EST_MIRROR_PER_ENTRY = 520
+#: Estimates for the up-front memory check (bytes per revocation): the Redis record (the
+#: capped audit stream adds at most ~0.2 GiB) and the mirror's copy per worker, as measured
+#: (see docs/performance.md), with a margin of about 10%.
+EST_REDIS_PER_RECORD = 240
+EST_MIRROR_PER_ENTRY = 400
 
 
 # -- memory watch ------------------------------------------------------------------------------
