@@ -478,6 +478,11 @@ class Scale:
         finally:
             for server in servers:
                 server.stop()
+            # what the serves logged (WARNING and up: a mirror out of sync, a store error),
+            # kept because the temporary directory goes
+            self.out["serve_logs"] = {
+                log.stem: log.read_text(errors="replace")[-4000:]
+                for log in sorted(self.tmp.glob("*.log")) if log.stat().st_size}
             for store in stores.values():
                 store.stop()
             self.watch.done.set()
