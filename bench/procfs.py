@@ -32,10 +32,16 @@ def parse_kib_fields(text: str) -> dict[str, int]:
     return out
 
 
-def role(cmdline: list[str]) -> str:
-    """What a process of a ``revoker serve`` tree is, from its command line: the
+KEEPER_NAME = "revoker-keeper"
+
+
+def role(cmdline: list[str], comm: str = "") -> str:
+    """What a process of a ``revoker serve`` tree is, from its name and command line:
+    the mirror's keeper (named ``revoker-keeper``; spawned like a worker), the
     supervisor, a worker (multiprocessing spawn), multiprocessing's resource tracker,
     or something else."""
+    if comm.strip() == KEEPER_NAME:
+        return "keeper"
     text = " ".join(cmdline)
     if "multiprocessing.resource_tracker" in text:
         return "resource_tracker"
@@ -82,11 +88,19 @@ def cmdline(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
+def comm(pid: int) -> str:
+    return (PROC / str(pid) / "comm").read_text()
+
+
+def process_role(pid: int) -> str:
+    return role(cmdline(pid), comm(pid))
+
+
 def memory(pid: int) -> ProcMemory | None:
     """PSS and RSS of one process; None when it is gone."""
     try:
         fields = parse_kib_fields((PROC / str(pid) / "smaps_rollup").read_text())
-        return ProcMemory(pid, role(cmdline(pid)), fields.get("Pss", 0), fields.get("Rss", 0))
+        return ProcMemory(pid, process_role(pid), fields.get("Pss", 0), fields.get("Rss", 0))
     except (OSError, ValueError):
         return None
 

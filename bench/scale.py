@@ -265,7 +265,7 @@ def workers_of(server: Server) -> list[int]:
     out = []
     for pid in server.pids():
         with contextlib.suppress(OSError):
-            if procfs.role(procfs.cmdline(pid)) == "worker":
+            if procfs.process_role(pid) == "worker":
                 out.append(pid)
     return sorted(out)
 

@@ -52,6 +52,10 @@ def test_roles_of_a_serve_tree() -> None:
                         "from multiprocessing.resource_tracker import main;main(4)"]
                        ) == "resource_tracker"
     assert procfs.role(["redis-server", "127.0.0.1:6400"]) == "other"
+    spawned = ["/venv/bin/python", "-B", "-c",
+               "from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=4)"]
+    assert procfs.role(spawned, "revoker-keeper\n") == "keeper"
+    assert procfs.role(spawned, "python\n") == "worker"
 
 
 def test_listening_inodes_only_listeners_on_the_port() -> None:
