@@ -67,15 +67,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import Server, cpu_s, spawn  # noqa: E402
+from bench.run import CONNECTIONS, THREADS, Server, run_wrk, spawn  # noqa: E402
 from revoker import apikeys  # noqa: E402
 from tests.redis_proc import RedisProcess, free_port  # noqa: E402
 
 PY = sys.executable
-LUA = HERE / "wrk" / "mix.lua"
 DEPLOY_CONF = ROOT / "deploy" / "nginx" / "revoker.conf"
-CONNECTIONS = 64
-THREADS = 2
 WORKERS = 2
 PATH = "/orders/7"
 #: The target: revoker behind nginx at least this share of the aiohttp floor's req/s.
@@ -251,28 +248,13 @@ class Figure:
 
 
 def measure(job: Job, duration_s: float, redis_pid: int) -> Figure:
-    env = {**os.environ, "BENCH_ROW": job.row, "BENCH_KEY": job.key, "BENCH_PATH": job.path,
-           "BENCH_DATA": str(job.data), "BENCH_THREADS": str(THREADS)}
-    cmd = ["wrk", "-t", str(THREADS), "-c", str(CONNECTIONS),
-           "-d", f"{max(1, round(duration_s))}s", "--timeout", "5s", "-s", str(LUA),
-           f"http://127.0.0.1:{job.port}"]
+    env = {"BENCH_ROW": job.row, "BENCH_KEY": job.key, "BENCH_PATH": job.path,
+           "BENCH_DATA": str(job.data)}
     nginx = [pid for server in job.nginx for pid in server.pids()]
     backend = job.backend.pids() if job.backend else []
-    before = cpu_s(nginx), cpu_s(backend), cpu_s([redis_pid])
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    out, err = proc.stdout.read(), proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)  # reaped here: its rusage is wrk's own CPU
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    after = cpu_s(nginx), cpu_s(backend), cpu_s([redis_pid])
-    line = next((x for x in out.decode().splitlines() if x.startswith("BENCH ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk failed on {job.name}: {err.decode()[-500:]}")
-    result = json.loads(line[6:])
+    result, wrk_cpu, spent = run_wrk(job.port, env, duration_s, [nginx, backend, [redis_pid]])
     n = max(result["requests"], 1)
-    wrk_cpu = usage.ru_utime + usage.ru_stime
-    per = [(a - b) / n * 1e6 for a, b in zip(after, before, strict=True)]
+    per = [cpu / n * 1e6 for cpu in spent]
     return Figure(rps=result["requests"] / (result["duration_us"] / 1e6),
                   p50_ms=result["p50_us"] / 1000, p99_ms=result["p99_us"] / 1000,
                   p999_ms=result["p999_us"] / 1000, non2xx=result["non2xx"],

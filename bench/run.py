@@ -186,30 +186,36 @@ def combine(measures: list[Measure], how: Any) -> Measure:
     return Measure(**values)
 
 
-def wrk(port: int, row: str, *, duration_s: float, data: Path | None, key: str,
-        server: Server, redis_pid: int, others: list[int] | None = None) -> Measure:
-    env = {**os.environ, "BENCH_ROW": row, "BENCH_KEY": key, "BENCH_THREADS": str(THREADS)}
-    if data is not None:
-        env["BENCH_DATA"] = str(data)
+def run_wrk(port: int, env: dict[str, str], duration_s: float,
+            watched: list[list[int]]) -> tuple[dict[str, Any], float, list[float]]:
+    """wrk with mix.lua against ``port``: its BENCH result, wrk's own CPU seconds, and the
+    CPU seconds each group of ``watched`` pids spent meanwhile (bench/gateway.py uses it
+    too)."""
     cmd = ["wrk", "-t", str(THREADS), "-c", str(CONNECTIONS), "-d", f"{max(1, round(duration_s))}s",
            "--timeout", "5s", "-s", str(LUA), f"http://127.0.0.1:{port}"]
-    pids, others = server.pids(), others or []
-    server_before, redis_before = cpu_s(pids), cpu_s([redis_pid])
-    others_before = cpu_s(others)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    before = [cpu_s(pids) for pids in watched]
+    proc = subprocess.Popen(cmd, env={**os.environ, "BENCH_THREADS": str(THREADS), **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     assert proc.stderr is not None
     out, err = proc.stdout.read(), proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)  # reaped here: its rusage is wrk's own CPU
     proc.returncode = os.waitstatus_to_exitcode(status)
-    server_cpu, redis_cpu = cpu_s(pids) - server_before, cpu_s([redis_pid]) - redis_before
-    others_cpu = cpu_s(others) - others_before
+    spent = [cpu_s(pids) - b for pids, b in zip(watched, before, strict=True)]
     line = next((x for x in out.decode().splitlines() if x.startswith("BENCH ")), None)
     if line is None:
         raise RuntimeError(f"wrk failed: {err.decode()[-500:]} {out.decode()[-500:]}")
-    result = json.loads(line[6:])
+    return json.loads(line[6:]), usage.ru_utime + usage.ru_stime, spent
+
+
+def wrk(port: int, row: str, *, duration_s: float, data: Path | None, key: str,
+        server: Server, redis_pid: int, others: list[int] | None = None) -> Measure:
+    env = {"BENCH_ROW": row, "BENCH_KEY": key}
+    if data is not None:
+        env["BENCH_DATA"] = str(data)
+    result, wrk_cpu, (server_cpu, redis_cpu, others_cpu) = run_wrk(
+        port, env, duration_s, [server.pids(), [redis_pid], others or []])
     n = max(result["requests"], 1)
-    wrk_cpu = usage.ru_utime + usage.ru_stime
     rps = result["requests"] / (result["duration_us"] / 1e6)
     return Measure(requests=result["requests"], rps=rps,
                    p50_ms=result["p50_us"] / 1000, p99_ms=result["p99_us"] / 1000,
