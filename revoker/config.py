@@ -101,6 +101,10 @@ class Settings:
     redis_wait_timeout_s: float = 1.0
     allow_eviction: bool = False
     check_mode: str = "strict"
+    #: Where the mirror's keeper saves its table, so that a restart resumes from it
+    #: (``revoker.store.checkpoint``); None: no checkpoint.
+    mirror_checkpoint: str | None = None
+    mirror_checkpoint_s: float = 300.0
     #: Not read from the environment: set by the supervisor of a multi-worker ``revoker
     #: serve`` to the control segment of the host's mirror (``revoker.store.shared``).
     mirror_control: str | None = None
@@ -257,6 +261,8 @@ def _cross_check(s: Settings) -> None:
         raise ConfigError(PREFIX + "WORKERS", "memory:// is single-process; use a Redis store")
     if s.check_mode == "mirror" and s.store_url.startswith("memory"):
         raise ConfigError(PREFIX + "CHECK_MODE", "mirror needs a Redis store")
+    if s.mirror_checkpoint and s.check_mode != "mirror":
+        raise ConfigError(PREFIX + "MIRROR_CHECKPOINT", "needs REVOKER_CHECK_MODE=mirror")
     clients = {c.client_id for c in s.oauth_clients}
     for client_id in s.gtr_clients:
         if client_id not in clients:
@@ -454,6 +460,13 @@ def _existing_file(text: str) -> str:
     return text
 
 
+def _file_to_write(text: str) -> str:
+    """A file revoker writes: its directory must exist; the file itself need not."""
+    if not Path(text).parent.is_dir() or Path(text).is_dir():
+        raise ValueError(f"not a file in an existing directory: {text}")
+    return text
+
+
 def _paths(text: str) -> tuple[str, ...]:
     paths = _csv(text)
     for path in paths:
@@ -520,6 +533,8 @@ _PARSERS: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
     PREFIX + "REDIS_WAIT_TIMEOUT": ("redis_wait_timeout_s", _float_range(0.001, 60)),
     PREFIX + "ALLOW_EVICTION": ("allow_eviction", _bool),
     PREFIX + "CHECK_MODE": ("check_mode", _choice("strict", "mirror")),
+    PREFIX + "MIRROR_CHECKPOINT": ("mirror_checkpoint", _file_to_write),
+    PREFIX + "MIRROR_CHECKPOINT_INTERVAL": ("mirror_checkpoint_s", _float_range(10, 86400)),
     PREFIX + "OAUTH_CLIENTS": ("oauth_clients", _oauth_clients),
     PREFIX + "OIDC_ISSUERS": ("oidc_issuers", _pairs("=", "issuer-url=jwks-url")),
     PREFIX + "OIDC_AUDIENCE": ("oidc_audience", _csv),

@@ -51,6 +51,14 @@ REDACTED: Final = "[redacted]"
 _HINTS: Final = ("authorization", "revoker-key", "cookie", "bearer", "basic", "rvk_", "eyj")
 
 
+_USERINFO: Final = re.compile(r"//([^:@/]*)(?::[^@/]*)?@")
+
+
+def redact_url(url: str) -> str:
+    """A store URL fit for a log line: any password in it replaced."""
+    return _USERINFO.sub(lambda m: f"//{m[1]}:***@" if m[1] else "//***@", url)
+
+
 def redact(text: str) -> str:
     """``text`` with every credential-shaped part replaced by ``[redacted]``."""
     lowered = text.lower()

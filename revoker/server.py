@@ -52,6 +52,8 @@ MAX_FAST_CRASHES: Final = 5
 SUPERVISOR_POLL_S: Final = 0.5
 #: Extra time the supervisor allows workers beyond REVOKER_SHUTDOWN_TIMEOUT.
 STOP_MARGIN_S: Final = 5.0
+#: More time a stopping keeper gets when it saves a checkpoint on its way out.
+CHECKPOINT_MARGIN_S: Final = 60.0
 #: aiohttp's own line limits (its default, 8190 bytes, is under a 16 KiB bearer token, the
 #: contract's limit). They sit above revoker.web.transport's, so that the guard, not
 #: aiohttp's parser, refuses an over-long line.
@@ -205,13 +207,13 @@ def _multiprocess_registry() -> CollectorRegistry:
 def _keeper_main(settings: Settings) -> None:
     """Entry point of the spawned mirror keeper: keeps the host's denylist table that
     every worker reads (``revoker.store.mirror``)."""
-    from revoker.store import open_backend
+    from revoker.store import checkpointing, open_backend
     from revoker.store.mirror import run_keeper
 
     logs.configure(fmt=settings.log_format, level=settings.log_level)
     assert settings.mirror_control is not None
     try:
-        run_keeper(open_backend(settings), settings.mirror_control)
+        run_keeper(open_backend(settings), settings.mirror_control, checkpointing(settings))
     except ConfigError as exc:
         print(f"revoker: configuration error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
@@ -378,7 +380,9 @@ class Supervisor:
             keeper = self.keeper[0]
             if keeper.is_alive() and keeper.pid is not None:
                 os.kill(keeper.pid, signal.SIGTERM)
-            keeper.join(STOP_MARGIN_S)
+            # Its last checkpoint is written as it stops: a few seconds for millions.
+            keeper.join(STOP_MARGIN_S + (CHECKPOINT_MARGIN_S if self.settings.mirror_checkpoint
+                                         else 0.0))
             if keeper.is_alive():
                 keeper.kill()
                 keeper.join()

@@ -16,8 +16,9 @@ from typing import Any
 
 from revoker.config import Settings
 from revoker.store.base import Store, StoreHealth, Upserted
+from revoker.store.checkpoint import Checkpointing, store_identity
 
-__all__ = ["Store", "StoreHealth", "Upserted", "open_backend", "open_store"]
+__all__ = ["Store", "StoreHealth", "Upserted", "checkpointing", "open_backend", "open_store"]
 
 
 def _memory(settings: Settings) -> Store:
@@ -94,5 +95,15 @@ def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     if settings.check_mode == "mirror":
         from revoker.store.mirror import MirrorStore
 
-        store = MirrorStore(store, clock=clock, control_path=settings.mirror_control)
+        store = MirrorStore(store, clock=clock, control_path=settings.mirror_control,
+                            checkpointing=checkpointing(settings))
     return store
+
+
+def checkpointing(settings: Settings) -> Checkpointing | None:
+    """Where the mirror's keeper saves its table (``REVOKER_MIRROR_CHECKPOINT``)."""
+    if not settings.mirror_checkpoint:
+        return None
+    return Checkpointing(path=settings.mirror_checkpoint,
+                         identity=store_identity(settings.store_url, settings.key_prefix),
+                         every_s=settings.mirror_checkpoint_s)

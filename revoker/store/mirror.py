@@ -47,7 +47,9 @@ from typing import Any, Final
 from revoker import metrics
 from revoker.errors import StoreError
 from revoker.model import Event, Record, parse_stream_id
+from revoker.store import checkpoint
 from revoker.store.base import EventTail, ExportRow, Store, StoreHealth, StreamState
+from revoker.store.checkpoint import Checkpointing
 from revoker.store.layer import StoreLayer
 from revoker.store.shared import (
     Control,
@@ -115,9 +117,16 @@ class Keeper:
     and says in the control segment whether it is in sync."""
 
     def __init__(self, store: Store, control: Control, *, directory: str | None = None,
-                 clock: Callable[[], float] = time.time, block_ms: int = 1000) -> None:
+                 clock: Callable[[], float] = time.time, block_ms: int = 1000,
+                 checkpointing: Checkpointing | None = None) -> None:
         self.store = store
         self.control = control
+        self.checkpointing = checkpointing
+        self.checkpoint_due = time.monotonic() + (checkpointing.every_s if checkpointing
+                                                  else 0.0)
+        self._saving: asyncio.Future[None] | None = None
+        #: Whether a load may still start from what the host holds (``warm_start``).
+        self.warm = True
         self.directory = directory
         self.clock = clock
         self.block_ms = block_ms
@@ -155,7 +164,8 @@ class Keeper:
                          in_sync=self.synced, heard=self.heard,
                          entries=table.used if table else 0,
                          capacity=table.capacity if table else 0, resyncs=self.resyncs,
-                         segment_bytes=table.nbytes if table else 0),
+                         segment_bytes=table.nbytes if table else 0,
+                         added=self.position.added),
             name=name, last_id=self.position.last_id, error=self.last_error or "")
         self._set_gauges()
 
@@ -180,7 +190,8 @@ class Keeper:
             if old.path is not None:
                 old.close()  # anonymous memory stays mapped: an in-process reader may hold it
         if self._previous and self.control.path is not None:  # a previous keeper's table
-            unlink(os.path.join(os.path.dirname(self.control.path), self._previous))
+            if self._previous != os.path.basename(table.path or ""):  # unless adopted
+                unlink(os.path.join(os.path.dirname(self.control.path), self._previous))
             self._previous = ""
 
     def _set_gauges(self) -> None:
@@ -201,7 +212,9 @@ class Keeper:
         while not self.stopping:
             try:
                 if need_snapshot:
-                    await self.resync()
+                    if not (self.warm and await self.warm_start()):
+                        await self.resync()
+                    self.warm = False
                     need_snapshot = False
                 await self._follow()
             except Gap as exc:
@@ -240,6 +253,127 @@ class Keeper:
         self.last_error = None
 
     # -- loading ----------------------------------------------------------------------
+
+    async def warm_start(self) -> bool:
+        """Resume from what the host already holds, if the events stream still has every
+        event since: the table a previous keeper published (it died; the supervisor
+        started this one), else the checkpoint on disk. False when neither can be used;
+        then everything is loaded from the store (``resync``)."""
+        self.synced = False
+        self.publish()
+        for source, find in (("the host's table", self._adopt),
+                             ("the checkpoint", self._restore)):
+            found = find()
+            if found is None:
+                continue
+            started = time.monotonic()
+            table, generation, position = found
+            try:
+                self._check_gap(await self.store.stream_state(), position)
+                table, generation, caught = await self._catch_up(table, generation, position)
+            except Gap as exc:
+                log.info("mirror: %s is out of date (%s); loading from the store", source, exc)
+                self._discard(table)
+                continue
+            except BaseException:
+                self._discard(table)
+                raise
+            self.position = caught
+            self.resyncs += 1
+            self._heard()
+            self._install(table, generation)
+            log.info("mirror resumed from %s: %d entries up to event %s, in %.2f s",
+                     source, table.used, caught.last_id, time.monotonic() - started)
+            return True
+        return False
+
+    def _adopt(self) -> tuple[Table, int, Position] | None:
+        """The table the control segment names, with the position it reflects, unless
+        its keeper died in the middle of changing it."""
+        control = self.control
+        if control.path is None:
+            return None
+        state, texts = control.read(), control.texts()
+        if state is None or texts is None or texts[0] != state.generation or \
+                not texts[1] or not texts[2]:
+            return None
+        try:
+            table = Table.attach(os.path.join(os.path.dirname(control.path), texts[1]),
+                                 writable=True)
+        except (OSError, ValueError):
+            return None
+        if table.seq & 1:
+            table.close()
+            return None
+        return table, state.generation, Position(texts[2], state.added)
+
+    def _restore(self) -> tuple[Table, int, Position] | None:
+        if self.checkpointing is None:
+            return None
+        try:
+            table, meta = checkpoint.restore(self.checkpointing.path,
+                                             self.checkpointing.identity,
+                                             lambda capacity: self._new_table(capacity)[0])
+        except checkpoint.Unusable as exc:
+            log.info("mirror checkpoint not used: %s", exc)
+            return None
+        except OSError as exc:
+            log.warning("mirror checkpoint not used: %s", exc)
+            return None
+        return table, self.minted, Position(meta.last_id, meta.added)
+
+    def _discard(self, table: Table) -> None:
+        """Drop a table that ``warm_start`` did not use; the published one stays on disk
+        until a new one replaces it (``_install`` then removes it)."""
+        name = os.path.basename(table.path) if table.path else ""
+        if name and name == self._previous:
+            table.close()
+            return
+        unlink(table.path)
+        table.close()
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    def _checkpoint_step(self) -> None:
+        """Start saving a checkpoint when one is due: the copy is taken here, between two
+        changes, and written by a thread while the keeper goes on."""
+        plan, table = self.checkpointing, self.table
+        if plan is None or table is None or self._saving is not None or \
+                self.grown is not None or time.monotonic() < self.checkpoint_due:
+            return
+        self._saving = asyncio.ensure_future(asyncio.to_thread(
+            checkpoint.save, plan.path, checkpoint.image(table), self._meta(plan, table)))
+        self._saving.add_done_callback(self._saved)
+
+    def _meta(self, plan: Checkpointing, table: Table) -> checkpoint.Meta:
+        return checkpoint.Meta(store=plan.identity, last_id=self.position.last_id,
+                               added=self.position.added, capacity=table.capacity,
+                               entries=table.used, saved_at=time.time())
+
+    def _saved(self, future: asyncio.Future[None]) -> None:
+        self._saving = None
+        assert self.checkpointing is not None
+        self.checkpoint_due = time.monotonic() + self.checkpointing.every_s
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("mirror checkpoint not saved: %s", future.exception())
+
+    async def save_checkpoint(self) -> bool:
+        """Save a checkpoint now if the table is in sync (on the way out); True if saved."""
+        if self._saving is not None:
+            with contextlib.suppress(Exception):
+                await self._saving
+        plan, table = self.checkpointing, self.table
+        if plan is None or table is None or not self.synced:
+            return False
+        try:
+            await asyncio.to_thread(checkpoint.save, plan.path, checkpoint.image(table),
+                                    self._meta(plan, table))
+        except OSError as exc:
+            log.warning("mirror checkpoint not saved: %s", exc)
+            return False
+        log.info("mirror checkpoint saved: %d entries up to event %s", table.used,
+                 self.position.last_id)
+        return True
 
     async def resync(self) -> None:
         """Export every record into a new table, replay what happened meanwhile, then
@@ -313,7 +447,7 @@ class Keeper:
         checked = 0.0
         while not self.stopping:
             if time.monotonic() - checked >= GAP_CHECK_S:
-                self._check_gap(await self.store.stream_state())
+                self._check_gap(await self.store.stream_state(), self.position)
                 checked = time.monotonic()
             busy = self._background_pending()
             events = await self._tail.read(after=self.position.last_id, limit=READ_COUNT,
@@ -322,6 +456,7 @@ class Keeper:
             self._heard()
             self._background_step()
             self.publish()
+            self._checkpoint_step()
             if events:  # a busy stream: let events gather rather than read them one by one
                 await asyncio.sleep(TAIL_PAUSE_S)
 
@@ -405,9 +540,9 @@ class Keeper:
             if self.sweep_at == 0:
                 return
 
-    def _check_gap(self, theirs: StreamState | None) -> None:
-        """Raise ``Gap`` when the stream no longer holds every event after ours."""
-        ours = self.position
+    @staticmethod
+    def _check_gap(theirs: StreamState | None, ours: Position) -> None:
+        """Raise ``Gap`` when the stream no longer holds every event after ``ours``."""
         if theirs is None:
             if ours.last_id != "0-0":
                 raise Gap("the events stream was deleted")
@@ -459,14 +594,16 @@ class MirrorStore(StoreLayer):
 
     def __init__(self, inner: Store, *, clock: Callable[[], float] = time.time,
                  block_ms: int = 1000, max_lag_s: float | None = None,
-                 control_path: str | None = None) -> None:
+                 control_path: str | None = None,
+                 checkpointing: Checkpointing | None = None) -> None:
         super().__init__(inner)
         self.clock = clock
         self.max_lag_s = max_lag_s if max_lag_s is not None else block_ms / 1000 + 1.0
         self.control_path = control_path
         self.keeper: Keeper | None = None
         if control_path is None:
-            self.keeper = Keeper(inner, Control.create(None), clock=clock, block_ms=block_ms)
+            self.keeper = Keeper(inner, Control.create(None), clock=clock, block_ms=block_ms,
+                                 checkpointing=checkpointing)
         self._control: Control | None = None
         self._table: Table | None = None
         self._generation = -1
@@ -623,22 +760,26 @@ class MirrorStore(StoreLayer):
         if task is not None and not task.cancelled():
             task.exception()  # retrieved, so asyncio does not log it at exit
         if self.keeper is not None:
+            await self.keeper.save_checkpoint()
             await self.keeper.stop()
 
 
 # -- the keeper process ---------------------------------------------------------------------
 
-def run_keeper(store: Store, control_path: str) -> None:
+def run_keeper(store: Store, control_path: str,
+               checkpointing: Checkpointing | None = None) -> None:
     """The body of the keeper process of a multi-worker ``revoker serve``: keep the
     host's table until SIGTERM."""
     with contextlib.suppress(OSError), open("/proc/self/comm", "w") as comm:
         comm.write("revoker-keeper")  # shows in ps and top as what it is
-    asyncio.run(_keep(store, control_path))
+    asyncio.run(_keep(store, control_path, checkpointing))
 
 
-async def _keep(store: Store, control_path: str) -> None:
+async def _keep(store: Store, control_path: str,
+                checkpointing: Checkpointing | None) -> None:
     control = Control.attach(control_path, writable=True)
-    keeper = Keeper(store, control, directory=os.path.dirname(control_path))
+    keeper = Keeper(store, control, directory=os.path.dirname(control_path),
+                    checkpointing=checkpointing)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -661,6 +802,7 @@ async def _keep(store: Store, control_path: str) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+        await keeper.save_checkpoint()
         await keeper.stop()
         keeper.synced = False
         keeper.publish()

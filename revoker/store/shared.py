@@ -60,8 +60,10 @@ _VALUES: Final = struct.Struct("<III")  # revoked_at, expires_at, cutoff
 _SLOT: Final = struct.Struct("<16sIII")
 
 #: Control fields after the magic: seq, generation, keeper pid, in sync, heard (monotonic
-#: seconds), entries, capacity, resyncs, segment bytes.
-_CONTROL: Final = struct.Struct("<QQQQdQQQQ")
+#: seconds), entries, capacity, resyncs, segment bytes, and how many events the stream had
+#: received up to the last one applied (-1: unknown), which with the last event's id is
+#: where a restarted keeper resumes.
+_CONTROL: Final = struct.Struct("<QQQQdQQQQq")
 _NAME_AT: Final = 128
 _NAME_BYTES: Final = 128
 _LAST_ID_AT: Final = 256
@@ -147,8 +149,8 @@ class Table:
         return cls(mm, path)
 
     @classmethod
-    def attach(cls, path: str) -> Table:
-        return cls(_map(path, 0, create=False, writable=False), path)
+    def attach(cls, path: str, *, writable: bool = False) -> Table:
+        return cls(_map(path, 0, create=False, writable=writable), path)
 
     def close(self) -> None:
         self.mm.close()
@@ -329,6 +331,8 @@ class ControlState:
     capacity: int
     resyncs: int
     segment_bytes: int
+    #: Events the stream had received up to the last one applied; None: unknown.
+    added: int | None = None
 
 
 class Control:
@@ -367,7 +371,8 @@ class Control:
             if seq & 1 or _U64.unpack_from(mm, 8)[0] != seq:
                 continue
             return ControlState(fields[1], fields[2], bool(fields[3]), fields[4], fields[5],
-                                fields[6], fields[7], fields[8])
+                                fields[6], fields[7], fields[8],
+                                None if fields[9] < 0 else fields[9])
         return None
 
     def texts(self, *, spins: int = 1000) -> tuple[int, str, str, str] | None:
@@ -396,7 +401,7 @@ class Control:
         _U64.pack_into(mm, 8, seq)
         _CONTROL.pack_into(mm, 8, seq, state.generation, state.keeper_pid, int(state.in_sync),
                            state.heard, state.entries, state.capacity, state.resyncs,
-                           state.segment_bytes)
+                           state.segment_bytes, -1 if state.added is None else state.added)
         for text, at, size in ((name, _NAME_AT, _NAME_BYTES),
                                (last_id, _LAST_ID_AT, _LAST_ID_BYTES),
                                (error, _ERROR_AT, _ERROR_BYTES)):

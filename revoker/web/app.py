@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from types import ModuleType
-from typing import Final
 
 from aiohttp import web
 
@@ -16,6 +14,7 @@ from revoker import metrics
 from revoker.apikeys import KeyRing
 from revoker.config import Settings
 from revoker.errors import StoreUnavailable
+from revoker.logs import redact_url
 from revoker.model import Lifetimes
 from revoker.service import Revoker
 from revoker.store import Store, open_store
@@ -110,11 +109,6 @@ async def _store_lifecycle(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
-def redact_url(url: str) -> str:
-    """A store URL fit for a log line: any password in it replaced."""
-    return _USERINFO.sub(lambda m: f"//{m[1]}:***@" if m[1] else "//***@", url)
-
-
 def cause_of(exc: BaseException) -> str:
     """The driver's own words (``Error 111 connecting to 127.0.0.1:6379. Connection
     refused.``) rather than our summary of them."""
@@ -123,5 +117,3 @@ def cause_of(exc: BaseException) -> str:
         return str(cause)
     return str(exc) or type(exc).__name__
 
-
-_USERINFO: Final = re.compile(r"//([^:@/]*)(?::[^@/]*)?@")

@@ -204,7 +204,7 @@ async def test_trimmed_stream_triggers_a_resync(redis_store: RedisStore, raw: An
         await raw.xtrim(f"{prefix}events", maxlen=0)
         await revoke_jti(svc, "after")
         with pytest.raises(Gap):
-            mirror.keeper._check_gap(await redis_store.stream_state())
+            mirror.keeper._check_gap(await redis_store.stream_state(), mirror.keeper.position)
         await mirror.start()  # follows from the stale position, finds the gap, reloads
         await eventually(lambda: mirror.keeper is not None and mirror.keeper.resyncs == 2
                          and mirror.in_sync)
