@@ -28,6 +28,12 @@ and reports, each beside a baseline measured in the same run:
 - worker restart: ``kill -9`` of one worker of the loaded serve; time until the supervisor's
   replacement listens and the host is fully ready again, and the replacement's PSS beside
   the killed worker's (a worker that reloaded the mirror holds as much);
+- resuming: ``kill -9`` of the loaded serve's mirror keeper, and the time until every
+  probe says a new keeper is in sync (it adopts the table the dead one left); then a
+  restart of the whole serve, which has ``REVOKER_MIRROR_CHECKPOINT`` set: how long the
+  stop takes (the keeper saves the checkpoint as it stops), the checkpoint's size, and the
+  time from spawning the new serve to fully ready (it restores the checkpoint instead of
+  reading every record);
 - check throughput: wrk (``bench/wrk/mix.lua``, 64 connections, 2 threads, ~1% of checks
   naming a revoked jti) on ``GET /v1/check/{jti}`` against the loaded mirror serve and
   against the ``--small`` one, interleaved, ``--rounds`` rounds alternating which goes
@@ -360,13 +366,13 @@ class Scale:
 
     # -- servers ---------------------------------------------------------------------------
 
-    def serve(self, name: str, store: RedisProcess, mode: str) -> Server:
+    def serve(self, name: str, store: RedisProcess, mode: str, **extra: str) -> Server:
         port, log = free_port(), self.tmp / f"{name}.log"
         env = {"REVOKER_STORE_URL": store.url, "REVOKER_PORT": str(port),
                "REVOKER_HOST": "127.0.0.1", "REVOKER_WORKERS": str(self.args.workers),
                "REVOKER_API_KEYS": self.keys_line, "REVOKER_ACCESS_LOG": "false",
                "REVOKER_LOG_LEVEL": "WARNING", "REVOKER_CHECK_MODE": mode,
-               "REVOKER_KEY_PREFIX": KEY_PREFIX}
+               "REVOKER_KEY_PREFIX": KEY_PREFIX} | extra
         return Server(name, port, [spawn([PY, "-m", "revoker", "serve"], log, env)], log)
 
     def load(self, name: str, store: RedisProcess, count: int) -> Load:
@@ -454,7 +460,8 @@ class Scale:
             mirrors: dict[str, Server] = {}
             for name in ("empty", "small", "big"):
                 t0 = time.monotonic()
-                mirrors[name] = self.serve(f"mirror-{name}", stores[name], "mirror")
+                mirrors[name] = self.serve(f"mirror-{name}", stores[name], "mirror",
+                                           **self.checkpoint_env(name))
                 servers.append(mirrors[name])
                 ready[name] = wait_host_ready(mirrors[name], args.workers, t0,
                                               timeout_s=args.ready_timeout)
@@ -475,6 +482,9 @@ class Scale:
             print(f"  restart: {self.out['restart']}", flush=True)
 
             self.out["check"] = self.checks(mirrors["small"], mirrors["big"], stores, loads)
+
+            self.out["resume"] = self.resume(mirrors["big"], stores["big"], servers)
+            print(f"  resume: {self.out['resume']}", flush=True)
         finally:
             for server in servers:
                 server.stop()
@@ -509,6 +519,51 @@ class Scale:
                 "new_pss_mib": round(new.pss / 2 ** 20, 1) if new else None,
                 "new_worker_listening_s": round(back.listening_s or 0, 2),
                 "fully_ready_s": round(back.ready_s or 0, 2), "entries": back.entries}
+
+    def checkpoint_env(self, name: str) -> dict[str, str]:
+        return {"REVOKER_MIRROR_CHECKPOINT": str(self.tmp / f"{name}.ckpt")} \
+            if name == "big" else {}
+
+    def resume(self, server: Server, store: RedisProcess,
+               servers: list[Server]) -> dict[str, Any]:
+        """A dead keeper's replacement adopts its table; a restarted serve restores the
+        checkpoint its keeper saved on the way out."""
+        timeout = self.args.ready_timeout
+        keeper = next(p for p in server.pids() if procfs.process_role(p) == "keeper")
+        t0 = time.monotonic()
+        os.kill(keeper, signal.SIGKILL)
+        deadline = t0 + timeout
+        while True:  # every probe: in sync, under a keeper that is not the one killed
+            server.check_alive()
+            answers = [readyz(server.port) for _ in range(PROBES)]
+            if all(status == 200 and body["checks"]["mirror"].get("keeper_pid")
+                   not in (None, keeper) for status, body in answers):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("no keeper back in sync")
+            time.sleep(0.05)
+        keeper_back_s = time.monotonic() - t0
+
+        t0 = time.monotonic()
+        for proc in server.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in server.procs:
+            proc.wait(timeout=timeout)
+        stop_s = time.monotonic() - t0
+        saved = self.tmp / "big.ckpt"
+        size = saved.stat().st_size if saved.exists() else 0
+        t0 = time.monotonic()
+        again = self.serve("mirror-big-again", store, "mirror", **self.checkpoint_env("big"),
+                           REVOKER_LOG_LEVEL="INFO")
+        servers.append(again)
+        back = wait_host_ready(again, self.args.workers, t0, timeout_s=timeout)
+        log = again.log.read_text(errors="replace") if again.log else ""
+        return {"keeper_kill_to_in_sync_s": round(keeper_back_s, 2),
+                "stop_with_checkpoint_s": round(stop_s, 2),
+                "checkpoint_mib": round(size / 2 ** 20, 1),
+                "restart_to_ready_s": round(back.ready_s or 0, 2),
+                "first_200_s": round(back.first_200_s or 0, 2), "entries": back.entries,
+                "resumed_from_checkpoint": "mirror resumed from the checkpoint" in log}
 
     def checks(self, small: Server, big: Server, stores: dict[str, RedisProcess],
                loads: dict[str, Load]) -> dict[str, Any]:
@@ -578,6 +633,12 @@ class Scale:
             ("worker kill -9 -> host ready", f"{rs['fully_ready_s']:.1f} s",
              f"listening after {rs['new_worker_listening_s']:.1f} s; new worker "
              f"{rs['new_pss_mib']} MiB PSS vs killed {rs['killed_pss_mib']} MiB"),
+            ("keeper kill -9 -> in sync again", f"{o['resume']['keeper_kill_to_in_sync_s']:.1f} s",
+             "the new keeper adopts the table the dead one left"),
+            ("restart with checkpoint -> ready", f"{o['resume']['restart_to_ready_s']:.1f} s",
+             f"stop (saves it) {o['resume']['stop_with_checkpoint_s']:.1f} s; checkpoint "
+             f"{o['resume']['checkpoint_mib']:,} MiB; restored from it: "
+             f"{o['resume']['resumed_from_checkpoint']}"),
             ("check req/s at count / at small", f"{ck['ratio']:.3f}",
              f"median {ck['median_rps']['big']:,} vs {ck['median_rps']['small']:,} req/s; "
              f"rounds {ck['ratio_rounds']}; CPU/req {ck['median_cpu_us']['big']} vs "

@@ -625,12 +625,11 @@ class MirrorStore(StoreLayer):
     def _view(self) -> Table | None:
         """The current table, while the keeper is in sync and fresh; else None."""
         control = self.control
-        state = control.read() if control is not None else None
-        if state is None or not state.in_sync or \
-                time.monotonic() - state.heard > self.max_lag_s:
+        generation = control.usable(self.max_lag_s) if control is not None else None
+        if generation is None:
             return None
-        if state.generation != self._generation:
-            self._attach(state.generation)
+        if generation != self._generation:
+            self._attach(generation)
         return self._table
 
     def _attach(self, generation: int) -> None:

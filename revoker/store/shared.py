@@ -37,6 +37,7 @@ import mmap
 import os
 import struct
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
@@ -64,6 +65,7 @@ _SLOT: Final = struct.Struct("<16sIII")
 #: received up to the last one applied (-1: unknown), which with the last event's id is
 #: where a restarted keeper resumes.
 _CONTROL: Final = struct.Struct("<QQQQdQQQQq")
+_CONTROL_HEAD: Final = struct.Struct("<QQQQd")  # seq, generation, pid, in sync, heard
 _NAME_AT: Final = 128
 _NAME_BYTES: Final = 128
 _LAST_ID_AT: Final = 256
@@ -373,6 +375,20 @@ class Control:
             return ControlState(fields[1], fields[2], bool(fields[3]), fields[4], fields[5],
                                 fields[6], fields[7], fields[8],
                                 None if fields[9] < 0 else fields[9])
+        return None
+
+    def usable(self, max_lag_s: float, *, spins: int = 1000) -> int | None:
+        """The current generation while the writer is in sync and heard from the store
+        within ``max_lag_s``; else None. ``read`` without building a ``ControlState``:
+        every lookup asks this."""
+        mm = self.mm
+        for _ in range(spins):
+            seq, generation, _pid, in_sync, heard = _CONTROL_HEAD.unpack_from(mm, 8)
+            if seq & 1 or _U64.unpack_from(mm, 8)[0] != seq:
+                continue
+            if not in_sync or time.monotonic() - heard > max_lag_s:
+                return None
+            return int(generation)
         return None
 
     def texts(self, *, spins: int = 1000) -> tuple[int, str, str, str] | None:

@@ -3,8 +3,10 @@ backward shift, sweeping, the seqlock, and reading it from another process."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
+import time
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -126,3 +128,20 @@ def test_the_control_segment_round_trips(tmp_path: Path) -> None:
     reader = Control.attach(path)
     assert reader.read() == state
     assert reader.texts() == (3, "control.3", "1-0", "")
+
+
+def test_usable_names_the_generation_only_while_in_sync_and_fresh(tmp_path: Path) -> None:
+    control = Control.create(str(tmp_path / "control"))
+    now = time.monotonic()
+    fresh = ControlState(generation=5, keeper_pid=42, in_sync=True, heard=now, entries=1,
+                         capacity=64, resyncs=1, segment_bytes=1856, added=9)
+    control.write(fresh)
+    assert control.read() == fresh
+    assert control.usable(2.0) == 5
+    control.write(dataclasses.replace(fresh, heard=now - 3.0))
+    assert control.usable(2.0) is None  # not heard from the store within the bound
+    control.write(dataclasses.replace(fresh, in_sync=False))
+    assert control.usable(2.0) is None
+    control.write(fresh)
+    control.mm[8:16] = (int.from_bytes(control.mm[8:16], "little") + 1).to_bytes(8, "little")
+    assert control.usable(2.0, spins=10) is None  # a writer that died mid-change

@@ -157,6 +157,21 @@ def test_check_mode_is_case_insensitive() -> None:
     assert s.check_mode == "mirror"
 
 
+def test_a_mirror_checkpoint_needs_the_mirror_and_a_directory(tmp_path: Path) -> None:
+    mirror = {"REVOKER_CHECK_MODE": "mirror", "REVOKER_STORE_URL": "redis://x"}
+    path = str(tmp_path / "mirror.ckpt")
+    s = Settings.from_env({**mirror, "REVOKER_MIRROR_CHECKPOINT": path,
+                           "REVOKER_MIRROR_CHECKPOINT_INTERVAL": "60"})
+    assert (s.mirror_checkpoint, s.mirror_checkpoint_s) == (path, 60.0)
+    with pytest.raises(ConfigError, match="REVOKER_MIRROR_CHECKPOINT: needs REVOKER_CHECK_MODE"):
+        Settings.from_env({"REVOKER_MIRROR_CHECKPOINT": path})
+    for bad in (str(tmp_path / "missing" / "mirror.ckpt"), str(tmp_path)):
+        with pytest.raises(ConfigError, match="REVOKER_MIRROR_CHECKPOINT: not a file"):
+            Settings.from_env({**mirror, "REVOKER_MIRROR_CHECKPOINT": bad})
+    with pytest.raises(ConfigError, match="REVOKER_MIRROR_CHECKPOINT_INTERVAL"):
+        Settings.from_env({**mirror, "REVOKER_MIRROR_CHECKPOINT_INTERVAL": "1"})
+
+
 @pytest.mark.parametrize(("variable", "value"), [
     ("REVOKER_LOG_LEVEL", "loud"),
     ("REVOKER_FAIL_MODE", "opened"),
