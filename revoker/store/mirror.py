@@ -87,8 +87,13 @@ WRITE_SECTION: Final = 64
 STEP_SLOTS: Final = 16384
 #: How long the keeper works on a step before it reads the tail again.
 STEP_BUDGET_S: Final = 0.05
-#: How often a full sweep of expired entries starts over.
+#: How often a full sweep of expired entries starts over, at most.
 SWEEP_EVERY_S: Final = 60.0
+#: The share of one core sweeping may take on average: a full sweep of a large table
+#: waits longer before the next (20 million slots take ~4 s in Python: one every ~7
+#: minutes rather than every minute). Expired entries are absent to lookups meanwhile;
+#: they only hold slots, and growing the table copies the live ones alone.
+SWEEP_SHARE: Final = 0.01
 #: Readings of a table a lookup tries before it asks the store instead (the keeper was
 #: writing every time).
 READ_SPINS: Final = 100
@@ -146,6 +151,8 @@ class Keeper:
         self.minted = self.generation
         self.sweep_at = 0
         self.sweep_due = time.monotonic() + SWEEP_EVERY_S
+        #: Time the current full sweep has taken so far.
+        self.sweep_spent = 0.0
         self._tail: EventTail | None = None
         self.stopping = False
         self._previous = self._current_name()
@@ -181,7 +188,10 @@ class Keeper:
         return Table.create(path, capacity), generation
 
     def _install(self, table: Table, generation: int) -> None:
-        """Make ``table`` the one readers use; free the one it replaces."""
+        """Make ``table`` the one readers use; free the one it replaces. A table just
+        loaded or grown holds no expired entry: the next sweep can wait its full period."""
+        self.sweep_at, self.sweep_spent = 0, 0.0
+        self.sweep_due = time.monotonic() + SWEEP_EVERY_S
         old, self.table, self.generation = self.table, table, generation
         self.publish(name=os.path.basename(table.path) if table.path else "")
         self._set_gauges()
@@ -263,10 +273,10 @@ class Keeper:
         self.publish()
         for source, find in (("the host's table", self._adopt),
                              ("the checkpoint", self._restore)):
+            started = time.monotonic()
             found = find()
             if found is None:
                 continue
-            started = time.monotonic()
             table, generation, position = found
             try:
                 self._check_gap(await self.store.stream_state(), position)
@@ -508,7 +518,6 @@ class Keeper:
         if self.copied >= table.capacity:
             self.grown = None
             self._install(grown, self.grown_generation)
-            self.sweep_at = 0
 
     def _drop_grown(self) -> None:
         if self.grown is not None:
@@ -522,13 +531,16 @@ class Keeper:
         assert table is not None
         deadline = time.monotonic() + STEP_BUDGET_S
         now = int(self.clock())
+        started = time.monotonic()
         while time.monotonic() < deadline:
-            table.begin()
             self.sweep_at, _ = table.sweep(self.sweep_at, STEP_SLOTS, now)
-            table.end()
             if self.sweep_at == 0:
-                self.sweep_due = time.monotonic() + SWEEP_EVERY_S
                 break
+        self.sweep_spent += time.monotonic() - started
+        if self.sweep_at == 0:
+            self.sweep_due = time.monotonic() + max(SWEEP_EVERY_S,
+                                                    self.sweep_spent / SWEEP_SHARE)
+            self.sweep_spent = 0.0
         self._set_gauges()
 
     def sweep_now(self) -> None:

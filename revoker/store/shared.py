@@ -293,7 +293,12 @@ class Table:
 
     def sweep(self, start: int, count: int, now: int) -> tuple[int, int]:
         """Free the dead and expired entries among ``count`` slots from ``start``; returns
-        the next start (0 after the last slot) and how many were freed."""
+        the next start (0 after the last slot) and how many were freed.
+
+        The writer's own call, outside any write section: it looks at the slots without
+        one (nothing else changes them) and opens a section for each removal only, so
+        readers never wait on the scan, and a writer killed meanwhile almost always leaves
+        the table consistent (adoptable by the next one)."""
         mm = self.mm
         end = min(start + count, self.capacity)
         freed = 0
@@ -302,7 +307,11 @@ class Table:
             at = HEADER_BYTES + i * SLOT_BYTES
             if mm[at:at + FP_BYTES] != EMPTY and \
                     _VALUES.unpack_from(mm, at + FP_BYTES)[1] <= now:
-                self._remove_at(i)
+                self.begin()
+                try:
+                    self._remove_at(i)
+                finally:
+                    self.end()
                 freed += 1
                 continue  # another entry may have moved into slot i
             i += 1

@@ -145,3 +145,19 @@ def test_usable_names_the_generation_only_while_in_sync_and_fresh(tmp_path: Path
     control.write(fresh)
     control.mm[8:16] = (int.from_bytes(control.mm[8:16], "little") + 1).to_bytes(8, "little")
     assert control.usable(2.0, spins=10) is None  # a writer that died mid-change
+
+
+def test_a_sweep_changes_the_table_only_to_remove(tmp_path: Path) -> None:
+    """The scan itself opens no write section (readers never wait on it): one short
+    section per removal, so the counter is even whenever nothing is being removed."""
+    table = Table.create(None, 64)
+    table.begin()
+    for i in range(20):
+        table.put(fingerprint("jti", str(i)), 1, 100 if i % 4 == 0 else 1000, NO_CUTOFF)
+    table.end()
+    before = table.seq
+    assert table.sweep(0, 64, 50) == (0, 0)
+    assert table.seq == before
+    assert table.sweep(0, 64, 500) == (0, 5)
+    assert table.seq == before + 2 * 5
+    assert table.used == 15
