@@ -521,8 +521,12 @@ class Scale:
                 "fully_ready_s": round(back.ready_s or 0, 2), "entries": back.entries}
 
     def checkpoint_env(self, name: str) -> dict[str, str]:
-        return {"REVOKER_MIRROR_CHECKPOINT": str(self.tmp / f"{name}.ckpt")} \
-            if name == "big" else {}
+        """The big mirror saves checkpoints, and logs at INFO what its keeper does (load,
+        resume, checkpoints: a few lines, kept in the JSON's serve_logs)."""
+        if name != "big":
+            return {}
+        return {"REVOKER_MIRROR_CHECKPOINT": str(self.tmp / f"{name}.ckpt"),
+                "REVOKER_LOG_LEVEL": "INFO"}
 
     def resume(self, server: Server, store: RedisProcess,
                servers: list[Server]) -> dict[str, Any]:
@@ -553,8 +557,8 @@ class Scale:
         saved = self.tmp / "big.ckpt"
         size = saved.stat().st_size if saved.exists() else 0
         t0 = time.monotonic()
-        again = self.serve("mirror-big-again", store, "mirror", **self.checkpoint_env("big"),
-                           REVOKER_LOG_LEVEL="INFO")
+        again = self.serve("mirror-big-again", store, "mirror",
+                           **(self.checkpoint_env("big") | {"REVOKER_LOG_LEVEL": "INFO"}))
         servers.append(again)
         back = wait_host_ready(again, self.args.workers, t0, timeout_s=timeout)
         log = again.log.read_text(errors="replace") if again.log else ""

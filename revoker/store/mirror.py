@@ -156,6 +156,9 @@ class Keeper:
         self._tail: EventTail | None = None
         self.stopping = False
         self._previous = self._current_name()
+        #: What a previous keeper left in the control segment: its table and the position
+        #: that table reflects, read before this keeper writes anything there.
+        self._left = self._read_left()
         self._shown = (-1, -1)
 
     # -- the control segment ----------------------------------------------------------
@@ -297,9 +300,9 @@ class Keeper:
             return True
         return False
 
-    def _adopt(self) -> tuple[Table, int, Position] | None:
-        """The table the control segment names, with the position it reflects, unless
-        its keeper died in the middle of changing it."""
+    def _read_left(self) -> tuple[str, int, Position] | None:
+        """The table a previous keeper published (file name, generation) and its
+        position, if any."""
         control = self.control
         if control.path is None:
             return None
@@ -307,15 +310,24 @@ class Keeper:
         if state is None or texts is None or texts[0] != state.generation or \
                 not texts[1] or not texts[2]:
             return None
+        return texts[1], state.generation, Position(texts[2], state.added)
+
+    def _adopt(self) -> tuple[Table, int, Position] | None:
+        """The table a previous keeper left, with the position it reflects, unless that
+        keeper died in the middle of changing it."""
+        left, self._left = self._left, None
+        if left is None or self.control.path is None:
+            return None
+        name, generation, position = left
         try:
-            table = Table.attach(os.path.join(os.path.dirname(control.path), texts[1]),
+            table = Table.attach(os.path.join(os.path.dirname(self.control.path), name),
                                  writable=True)
         except (OSError, ValueError):
             return None
         if table.seq & 1:
             table.close()
             return None
-        return table, state.generation, Position(texts[2], state.added)
+        return table, generation, position
 
     def _restore(self) -> tuple[Table, int, Position] | None:
         if self.checkpointing is None:
