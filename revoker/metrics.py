@@ -58,6 +58,10 @@ MIRROR_ENTRIES = Gauge("revoker_mirror_entries", "Entries in the host's denylist
                        multiprocess_mode="livemax")
 MIRROR_BYTES = Gauge("revoker_mirror_bytes", "Bytes of the host's denylist mirror table "
                      "(shared by every worker)", multiprocess_mode="livemax")
+MIRROR_CHECKPOINT_SAVED = Gauge(
+    "revoker_mirror_checkpoint_saved_timestamp_seconds",
+    "When the mirror's keeper last saved a checkpoint (REVOKER_MIRROR_CHECKPOINT)",
+    multiprocess_mode="max")
 WORKER_RESTARTS = Counter("revoker_worker_restarts", "Worker processes restarted by the "
                           "supervisor after they died (REVOKER_WORKERS > 1)")
 # An Info metric is not aggregated in multiprocess mode; a constant gauge is.

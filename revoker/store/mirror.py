@@ -376,8 +376,12 @@ class Keeper:
         self._saving = None
         assert self.checkpointing is not None
         self.checkpoint_due = time.monotonic() + self.checkpointing.every_s
-        if not future.cancelled() and future.exception() is not None:
+        if future.cancelled():
+            return
+        if future.exception() is not None:
             log.warning("mirror checkpoint not saved: %s", future.exception())
+        else:
+            metrics.MIRROR_CHECKPOINT_SAVED.set(time.time())
 
     async def save_checkpoint(self) -> bool:
         """Save a checkpoint now if the table is in sync (on the way out); True if saved."""
@@ -393,6 +397,7 @@ class Keeper:
         except OSError as exc:
             log.warning("mirror checkpoint not saved: %s", exc)
             return False
+        metrics.MIRROR_CHECKPOINT_SAVED.set(time.time())
         log.info("mirror checkpoint saved: %d entries up to event %s", table.used,
                  self.position.last_id)
         return True

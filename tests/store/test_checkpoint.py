@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from revoker import metrics
 from revoker.model import Event, Lifetimes, RevokeRequest
 from revoker.service import Revoker
 from revoker.store import checkpoint
@@ -358,3 +359,44 @@ async def test_a_new_keeper_adopts_the_table_a_dead_one_left(
         second.stopping = True
         await dies(task)
         await second.stop()
+
+
+def saved_at() -> float:
+    (family,) = metrics.MIRROR_CHECKPOINT_SAVED.collect()
+    return float(family.samples[0].value)
+
+
+@pytest.mark.redis
+async def test_a_checkpoint_that_cannot_be_written_changes_nothing_else(
+        redis_store: RedisStore, tmp_path: Path, prefix: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    checkpointing = Checkpointing(path=str(gone / "mirror.ckpt"),
+                                  identity=checkpoint.store_identity("redis://test", prefix),
+                                  every_s=0.05)
+    mirror = await started(redis_store, checkpointing)
+    try:
+        gone.rmdir()  # the volume went away: every save fails
+        await revoke(redis_store, "x")
+        await eventually(lambda: held(mirror.keeper, "x"))
+        await eventually(lambda: "mirror checkpoint not saved" in caplog.text)
+        assert mirror.keeper is not None
+        assert not await mirror.keeper.save_checkpoint()
+        await revoke(redis_store, "y")  # still following
+        await eventually(lambda: held(mirror.keeper, "y"))
+        assert mirror.in_sync
+    finally:
+        await mirror.stop()
+    assert list(tmp_path.iterdir()) == []  # and no temporary file is left
+
+
+@pytest.mark.redis
+async def test_a_saved_checkpoint_is_a_metric(redis_store: RedisStore, tmp_path: Path,
+                                              prefix: str) -> None:
+    before = time.time()
+    mirror = await started(redis_store, plan(tmp_path, prefix))
+    assert mirror.keeper is not None
+    assert await mirror.keeper.save_checkpoint()
+    assert saved_at() >= before
+    await mirror.stop()
