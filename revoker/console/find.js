@@ -267,13 +267,17 @@ export function resetFind() {
 
 // Browsing the active records (admin): kind, value prefix and actor, a page at a time.
 let browseCursor = null;
+// Which browse is current: a new search (or sign-in's first listing) supersedes one still
+// waiting for its pages, whose answer is then dropped rather than appended to the new list.
+let browseRun = 0;
 
 export async function runBrowse(more = false) {
   fill(byId("browse-error"));
   const kind = byId("browse-kind").value;
   const prefix = byId("browse-prefix").value;
   const actor = byId("browse-actor").value.trim();
-  if (!more) { browseCursor = null; clear(byId("browse-list")); }
+  if (!more) { browseRun += 1; browseCursor = null; clear(byId("browse-list")); }
+  const run = browseRun;
   try {
     // A filtered page examines a bounded stretch of the store and may come back empty
     // with a cursor: keep reading (a few pages at most) until something shows.
@@ -282,6 +286,7 @@ export async function runBrowse(more = false) {
       const page = await call("GET", "/v1/revocations", {
         query: { kind, prefix, actor, limit: 50, cursor: browseCursor },
       });
+      if (run !== browseRun) return;
       browseCursor = page.body.cursor;
       items = page.body.items.filter((r) => (!kind || r.kind === kind) &&
         r.value.startsWith(prefix) && (!actor || r.actor === actor));
@@ -301,7 +306,7 @@ export async function runBrowse(more = false) {
     }
     byId("browse-more").hidden = !browseCursor;
   } catch (error) {
-    showError("browse-error", error);
+    if (run === browseRun) showError("browse-error", error);
   }
 }
 

@@ -35,6 +35,7 @@ from tests.serve_proc import ServeProcess
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 Page = playwright_sync.Page
+Route = playwright_sync.Route
 expect = playwright_sync.expect
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -373,6 +374,37 @@ def test_feed_filters_counts_health_and_metrics(watched: Watched) -> None:
     expect(health).to_contain_text("redis")
     expect(page.locator("#figures")).to_contain_text("Active revocations")
     expect(page.locator("#by-source")).to_contain_text("api", timeout=UI_TIMEOUT_MS)
+    watched.clean()
+
+
+def test_a_browse_superseded_by_another_is_dropped(watched: Watched) -> None:
+    """Sign-in's first listing, answered after the admin's own search began, must not
+    add its rows to the search's list (each row would show twice)."""
+    page, base = watched.page, watched.base
+    tag = unique("race")
+    assert api(base, "POST", "/v1/revocations",
+               body={"kind": "client", "value": f"{tag}-app"})[0] == 201
+    held: list[Route] = []
+
+    def hold_the_first(route: Route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)  # answered only once the search below has shown its rows
+
+    page.route("**/v1/revocations?*", hold_the_first)
+    watched.sign_in(ADMIN)
+    page.select_option("#browse-kind", "client")
+    page.fill("#browse-prefix", tag)
+    page.click("#browse-button")
+    row = page.locator("#browse-list tr", has_text=f"{tag}-app")
+    expect(row).to_have_count(1)
+    assert len(held) == 1
+    with page.expect_response(lambda r: "/v1/revocations?" in r.url) as late:
+        held[0].continue_()
+    late.value.finished()
+    page.evaluate("() => new Promise((done) => setTimeout(done))")  # its handler has run
+    expect(row).to_have_count(1)
     watched.clean()
 
 
