@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import stat
 import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Final
+from typing import Final
 
 from revoker.logs import redact_url
 from revoker.store.shared import HEADER_BYTES, SLOT_BYTES, Table, unlink
@@ -136,7 +137,7 @@ def restore(path: str, identity: str,
     return table, meta
 
 
-def _read_header(source: Any, identity: str) -> Meta:
+def _read_header(source: io.BufferedReader, identity: str) -> Meta:
     prefix = source.read(_PREFIX.size)
     if len(prefix) != _PREFIX.size:
         raise Unusable("truncated")
@@ -160,7 +161,7 @@ def _read_header(source: Any, identity: str) -> Meta:
     return meta
 
 
-def _fill(source: Any, table: Table, meta: Meta) -> None:
+def _fill(source: io.BufferedReader, table: Table, meta: Meta) -> None:
     """Read the segment into ``table``'s memory and check it whole before anyone uses it."""
     view = memoryview(table.mm)
     try:

@@ -206,7 +206,7 @@ class Table:
         """The slot holding ``fp`` (True) or the empty slot where it would go (False)."""
         mm, capacity = self.mm, self.capacity
         i = self._home(fp)
-        while True:
+        for _ in range(capacity):
             at = HEADER_BYTES + i * SLOT_BYTES
             got = mm[at:at + FP_BYTES]
             if got == fp:
@@ -214,6 +214,9 @@ class Table:
             if got == EMPTY:
                 return i, False
             i = i + 1 if i + 1 < capacity else 0
+        # Never with the writer's own bookkeeping (it grows the table past MAX_LOAD); a
+        # damaged table must fail loudly (the keeper then reloads), not spin forever.
+        raise ValueError("mirror table has no empty slot")
 
     def put(self, fp: bytes, revoked_at: int, expires_at: int, cutoff: int) -> None:
         """Insert or overwrite (the caller keeps the load under 1: there is an empty slot)."""
@@ -275,7 +278,7 @@ class Table:
         (linear probing's deletion, which leaves no tombstone)."""
         mm, capacity = self.mm, self.capacity
         j = i
-        while True:
+        for _ in range(capacity):
             j = j + 1 if j + 1 < capacity else 0
             at_j = HEADER_BYTES + j * SLOT_BYTES
             slot = mm[at_j:at_j + SLOT_BYTES]

@@ -9,10 +9,12 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from revoker.store.shared import (
+    HEADER_BYTES,
     NO_CUTOFF,
     SLOT_BYTES,
     Control,
@@ -161,3 +163,15 @@ def test_a_sweep_changes_the_table_only_to_remove(tmp_path: Path) -> None:
     assert table.sweep(0, 64, 500) == (0, 5)
     assert table.seq == before + 2 * 5
     assert table.used == 15
+
+
+def test_a_table_with_no_empty_slot_fails_instead_of_spinning() -> None:
+    table = Table.create(None, 4)
+    table.begin()
+    for i in range(4):  # past any load the keeper allows: only a damaged table looks so
+        at = HEADER_BYTES + i * SLOT_BYTES
+        table.mm[at:at + 16] = fingerprint("jti", str(i))
+    table.end()
+    assert table.find(fingerprint("jti", "absent")) is None
+    with pytest.raises(ValueError, match="no empty slot"):
+        table.put(fingerprint("jti", "absent"), 1, 2, 3)
