@@ -244,6 +244,7 @@ class Keeper:
                 log.exception("mirror sync failed")
                 self._lose("internal error")
                 need_snapshot = True
+                self.warm = False  # nor keep resuming from what made it fail
                 await asyncio.sleep(RETRY_S[-1])
 
     async def stop(self) -> None:

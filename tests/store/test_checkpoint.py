@@ -24,7 +24,7 @@ from revoker.store.checkpoint import Checkpointing, Meta, Unusable
 from revoker.store.layer import StoreLayer
 from revoker.store.mirror import Keeper, MirrorStore
 from revoker.store.redis import RedisStore
-from revoker.store.shared import Control, Table, fingerprint
+from revoker.store.shared import HEADER_BYTES, SLOT_BYTES, Control, Table, fingerprint
 from tests.redis_proc import RedisProcess
 
 IDENTITY = "redis://127.0.0.1:1/0 test:"
@@ -400,3 +400,36 @@ async def test_a_saved_checkpoint_is_a_metric(redis_store: RedisStore, tmp_path:
     assert await mirror.keeper.save_checkpoint()
     assert saved_at() >= before
     await mirror.stop()
+
+
+@pytest.mark.redis
+async def test_a_checkpoint_that_breaks_the_keeper_is_loaded_over(
+        redis_store: RedisStore, tmp_path: Path, prefix: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A table that passes the file's checks but has no empty slot (only a crafted file
+    can) fails the first write; the keeper then loads from the store instead of trying
+    the same checkpoint forever."""
+    await revoke(redis_store, "a")
+    first = await started(redis_store, plan(tmp_path, prefix))
+    assert first.keeper is not None and first.keeper.table is not None
+    capacity = first.keeper.table.capacity
+    await first.stop()
+    full = Table.create(None, capacity)
+    full.begin()
+    for i in range(capacity):
+        at = HEADER_BYTES + i * SLOT_BYTES
+        full.mm[at:at + 16] = fingerprint("jti", f"filler-{i}")
+    full.end()
+    saved = plan(tmp_path, prefix)
+    _, meta = checkpoint.restore(saved.path, saved.identity, lambda n: Table.create(None, n))
+    full.mm[24:32] = meta.entries.to_bytes(8, "little")  # the header's "used" agrees
+    checkpoint.save(saved.path, checkpoint.image(full), meta)
+    await revoke(redis_store, "b")  # an event to apply: the first write fails
+    counting = CountingExports(redis_store)
+    second = await started(counting, saved)
+    try:
+        assert "mirror sync failed" in caplog.text  # it was restored, and failed
+        assert counting.exports > 0
+        assert held(second.keeper, "a") and held(second.keeper, "b")
+    finally:
+        await second.stop()
