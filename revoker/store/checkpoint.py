@@ -10,8 +10,9 @@ checkpoint is ignored and the keeper loads from the store as before. A checkpoin
 make a host ready sooner, never answer differently.
 
 File layout: ``MAGIC``, a little-endian u32 length and a JSON header (``Meta``), then the
-table segment as it is in memory (``revoker.store.shared``). The header's BLAKE2b digest
-of the segment catches a torn or damaged file. It is not a signature: whoever can write
+table segment as it is in memory (``revoker.store.shared``). The header's BLAKE2b digest,
+of the header's other fields and the segment, catches a torn or damaged file. It is not a
+signature: whoever can write
 the file can change the denylist, so the file is written mode 0600 and refused unless it
 belongs to this user and no one else can write it, the rule ssh applies to its keys.
 """
@@ -23,6 +24,7 @@ import hashlib
 import io
 import json
 import logging
+import mmap
 import os
 import stat
 import struct
@@ -30,7 +32,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Final
 
+from revoker.errors import InvalidInput
 from revoker.logs import redact_url
+from revoker.model import parse_stream_id
 from revoker.store.shared import HEADER_BYTES, SLOT_BYTES, Table, unlink
 
 log = logging.getLogger(__name__)
@@ -75,9 +79,9 @@ def image(table: Table) -> bytes:
 def save(path: str, data: bytes, meta: Meta) -> None:
     """Write ``data`` (an ``image``) and its header to ``path``, atomically: a temporary
     file next to it, fsync, then rename. Blocking: run it in a thread."""
-    header = json.dumps(asdict(meta) | {"digest": hashlib.blake2b(data).hexdigest()},
+    header = json.dumps(asdict(meta) | {"digest": _digest(meta, data)},
                         separators=(",", ":")).encode()
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = f"{path}.tmp"
     unlink(tmp)  # left by a save that died
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
@@ -98,6 +102,14 @@ def save(path: str, data: bytes, meta: Meta) -> None:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+def _digest(meta: Meta, data: bytes | mmap.mmap) -> str:
+    """BLAKE2b of the header's fields (but the digest) and of the segment."""
+    digest = hashlib.blake2b(json.dumps(asdict(meta) | {"digest": ""},
+                                        sort_keys=True).encode())
+    digest.update(data)
+    return digest.hexdigest()
 
 
 class Unusable(Exception):
@@ -156,6 +168,10 @@ def _read_header(source: io.BufferedReader, identity: str) -> Meta:
             (meta.added is None or isinstance(meta.added, int)) and
             0 < meta.capacity < 2**40 and 0 <= meta.entries < meta.capacity):
         raise Unusable("damaged header")
+    try:
+        parse_stream_id(meta.last_id)
+    except InvalidInput:
+        raise Unusable("damaged header") from None
     if meta.store != identity:
         raise Unusable("saved for another store")
     return meta
@@ -173,7 +189,7 @@ def _fill(source: io.BufferedReader, table: Table, meta: Meta) -> None:
             done += got
     finally:
         view.release()
-    if hashlib.blake2b(table.mm).hexdigest() != meta.digest:
+    if _digest(meta, table.mm) != meta.digest:
         raise Unusable("damaged: its digest does not match")
     try:
         saved = Table(table.mm, table.path)

@@ -147,8 +147,11 @@ class Keeper:
         self.grown: Table | None = None
         self.grown_generation = 0
         self.copied = 0
-        #: The last generation number given to a table (published or not).
-        self.minted = self.generation
+        #: The last generation number given to a table (published or not): never one that
+        #: a table file of this host already has, even when a keeper died in the middle of
+        #: writing the control page (a worker that cached a number re-attaches only when
+        #: the number changes).
+        self.minted = max(self.generation, self._highest_file())
         self.sweep_at = 0
         self.sweep_due = time.monotonic() + SWEEP_EVERY_S
         #: Time the current full sweep has taken so far.
@@ -157,8 +160,12 @@ class Keeper:
         self.stopping = False
         self._previous = self._current_name()
         #: What a previous keeper left in the control segment: its table and the position
-        #: that table reflects, read before this keeper writes anything there.
+        #: that table reflects, read before this keeper writes anything there. Until this
+        #: keeper installs a table of its own, the control page keeps naming that table
+        #: with that position (a keeper that dies meanwhile leaves the same to the next).
         self._left = self._read_left()
+        if self._left is not None:
+            self.position = self._left[2]
         self._shown = (-1, -1)
 
     # -- the control segment ----------------------------------------------------------
@@ -178,6 +185,20 @@ class Keeper:
                          added=self.position.added),
             name=name, last_id=self.position.last_id, error=self.last_error or "")
         self._set_gauges()
+
+    def _highest_file(self) -> int:
+        """The highest generation among this host's table files (``<control>.<n>``)."""
+        path = self.control.path
+        if path is None or self.directory is None:
+            return 0
+        base = os.path.basename(path) + "."
+        try:
+            names = os.listdir(os.path.dirname(path))
+        except OSError:
+            return 0
+        numbers = [int(n[len(base):]) for n in names
+                   if n.startswith(base) and n[len(base):].isdecimal()]
+        return max(numbers, default=0)
 
     def _path(self, generation: int) -> str | None:
         if self.directory is None or self.control.path is None:
@@ -283,15 +304,20 @@ class Keeper:
                 continue
             table, generation, position = found
             try:
-                self._check_gap(await self.store.stream_state(), position)
+                await self._same_stream(position)
                 table, generation, caught = await self._catch_up(table, generation, position)
+                # What the table now reflects must be where the stream is, before anyone
+                # reads it (the stream may have moved on, or be another one).
+                self._check_gap(await self.store.stream_state(), caught)
             except Gap as exc:
                 log.info("mirror: %s is out of date (%s); loading from the store", source, exc)
+                self._left = None  # (the checkpoint is only tried once it is None)
                 self._discard(table)
                 continue
             except BaseException:
                 self._discard(table)
                 raise
+            self._left = None
             self.position = caught
             self.resyncs += 1
             self._heard()
@@ -315,8 +341,9 @@ class Keeper:
 
     def _adopt(self) -> tuple[Table, int, Position] | None:
         """The table a previous keeper left, with the position it reflects, unless that
-        keeper died in the middle of changing it."""
-        left, self._left = self._left, None
+        keeper died in the middle of changing it. Kept for another try when the store
+        fails meanwhile; dropped once it is used or found out of date."""
+        left = self._left
         if left is None or self.control.path is None:
             return None
         name, generation, position = left
@@ -324,11 +351,31 @@ class Keeper:
             table = Table.attach(os.path.join(os.path.dirname(self.control.path), name),
                                  writable=True)
         except (OSError, ValueError):
+            self._left = None
             return None
         if table.seq & 1:
             table.close()
+            self._left = None
             return None
         return table, generation, position
+
+    async def _same_stream(self, position: Position) -> None:
+        """Raise ``Gap`` unless the stream still holds every event after ``position``
+        and, where it should still hold the event at ``position`` itself, does: counters
+        alone could match on a stream recreated since (a Redis flushed and refilled),
+        its events' ids could not."""
+        theirs = await self.store.stream_state()
+        self._check_gap(theirs, position)
+        if theirs is None or theirs.first_id is None or position.last_id == "0-0":
+            return
+        ours = parse_stream_id(position.last_id)
+        if parse_stream_id(theirs.first_id) > ours:
+            return  # trimmed up to it: _check_gap decided from the counters
+        ms, seq = ours
+        before = f"{ms}-{seq - 1}" if seq else f"{ms - 1}-{2**64 - 1}"
+        found = await self.store.events(after=before, limit=1)
+        if not found or found[0].id != position.last_id:
+            raise Gap("the event the table stopped at is not in the stream")
 
     def _restore(self) -> tuple[Table, int, Position] | None:
         if self.checkpointing is None:
