@@ -13,6 +13,7 @@ import pytest
 
 from revoker import metrics
 from revoker.active import Sampler
+from revoker.store.memory import MemoryStore
 from revoker.web.state import STORE
 from tests.redis_proc import RedisProcess
 from tests.web.conftest import ADMIN_KEY, CHECK_KEY, MakeClient, auth, scrape, value
@@ -115,6 +116,15 @@ async def test_active_revocations_are_sampled_in_the_background(make_client: Mak
     for kind, count in counts.items():
         assert value(samples, "revoker_revocations_active", kind=kind) == count
     assert value(samples, "revoker_revocations_active_sampled_timestamp_seconds") >= before
+
+
+def test_a_walk_keeps_to_a_tenth_of_the_time_while_it_runs() -> None:
+    """Paced page by page, not in a burst followed by a long rest: a page that took 20 ms
+    is followed by 180 ms of rest; a quick page still waits the minimum pause."""
+    sampler = Sampler(MemoryStore(prefix="t:", timeout_s=1, events_maxlen=10))
+    assert sampler.pause_after(0.02) == pytest.approx(0.18)
+    assert sampler.pause_after(0.0) == sampler.page_pause_s
+    assert Sampler(sampler.store, share=1.0, page_pause_s=0).pause_after(5.0) == 0
 
 
 async def test_scrapes_do_not_touch_the_store(make_client: MakeClient) -> None:
