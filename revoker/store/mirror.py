@@ -129,7 +129,7 @@ class Keeper:
         self.checkpointing = checkpointing
         self.checkpoint_due = time.monotonic() + (checkpointing.every_s if checkpointing
                                                   else 0.0)
-        self._saving: asyncio.Future[None] | None = None
+        self._saving: asyncio.Future[bool] | None = None
         #: Whether a load may still start from what the host holds (``warm_start``).
         self.warm = True
         self.directory = directory
@@ -405,50 +405,44 @@ class Keeper:
     # -- checkpoints ------------------------------------------------------------------
 
     def _checkpoint_step(self) -> None:
-        """Start saving a checkpoint when one is due: the copy is taken here, between two
-        changes, and written by a thread while the keeper goes on."""
+        """Start saving a checkpoint when one is due, while the keeper goes on."""
         plan, table = self.checkpointing, self.table
         if plan is None or table is None or self._saving is not None or \
                 self.grown is not None or time.monotonic() < self.checkpoint_due:
             return
-        self._saving = asyncio.ensure_future(asyncio.to_thread(
-            checkpoint.save, plan.path, checkpoint.image(table), self._meta(plan, table)))
-        self._saving.add_done_callback(self._saved)
+        self._saving = asyncio.ensure_future(self._save(plan, table))
 
-    def _meta(self, plan: Checkpointing, table: Table) -> checkpoint.Meta:
-        return checkpoint.Meta(store=plan.identity, last_id=self.position.last_id,
+    async def _save(self, plan: Checkpointing, table: Table) -> bool:
+        """Copy the table and its position now (between two changes: consistent), write
+        the copy in a thread; log and count the outcome. True if saved."""
+        data = checkpoint.image(table)
+        meta = checkpoint.Meta(store=plan.identity, last_id=self.position.last_id,
                                added=self.position.added, capacity=table.capacity,
                                entries=table.used, saved_at=time.time())
-
-    def _saved(self, future: asyncio.Future[None]) -> None:
-        self._saving = None
-        assert self.checkpointing is not None
-        self.checkpoint_due = time.monotonic() + self.checkpointing.every_s
-        if future.cancelled():
-            return
-        if future.exception() is not None:
-            log.warning("mirror checkpoint not saved: %s", future.exception())
-        else:
-            metrics.MIRROR_CHECKPOINT_SAVED.set(time.time())
+        try:
+            await asyncio.to_thread(checkpoint.save, plan.path, data, meta)
+        except OSError as exc:
+            log.warning("mirror checkpoint not saved: %s", exc)
+            return False
+        except Exception:  # a bug: loud, but the mirror goes on without a checkpoint
+            log.exception("mirror checkpoint not saved")
+            return False
+        finally:
+            self._saving = None
+            self.checkpoint_due = time.monotonic() + plan.every_s
+        metrics.MIRROR_CHECKPOINT_SAVED.set(time.time())
+        log.info("mirror checkpoint saved: %d entries up to event %s", meta.entries,
+                 meta.last_id)
+        return True
 
     async def save_checkpoint(self) -> bool:
         """Save a checkpoint now if the table is in sync (on the way out); True if saved."""
         if self._saving is not None:
-            with contextlib.suppress(Exception):
-                await self._saving
+            await self._saving
         plan, table = self.checkpointing, self.table
         if plan is None or table is None or not self.synced:
             return False
-        try:
-            await asyncio.to_thread(checkpoint.save, plan.path, checkpoint.image(table),
-                                    self._meta(plan, table))
-        except OSError as exc:
-            log.warning("mirror checkpoint not saved: %s", exc)
-            return False
-        metrics.MIRROR_CHECKPOINT_SAVED.set(time.time())
-        log.info("mirror checkpoint saved: %d entries up to event %s", table.used,
-                 self.position.last_id)
-        return True
+        return await self._save(plan, table)
 
     async def resync(self) -> None:
         """Export every record into a new table, replay what happened meanwhile, then

@@ -95,6 +95,15 @@ async def raw(redis_server: RedisProcess) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
+async def redis_store(redis_server: RedisProcess, prefix: str) -> AsyncIterator[RedisStore]:
+    """One opened store on the suite's standalone Redis, for tests of Redis alone."""
+    backend = RedisStore(redis_server.url, prefix=prefix, timeout_s=1.0, events_maxlen=1000)
+    await backend.open()
+    yield backend
+    await backend.close()
+
+
+@pytest.fixture
 async def store(make_store: MakeStore) -> Store:
     return await make_store()
 

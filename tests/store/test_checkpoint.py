@@ -9,7 +9,7 @@ import json
 import os
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from revoker.store.layer import StoreLayer
 from revoker.store.mirror import Keeper, MirrorStore
 from revoker.store.redis import RedisStore
 from revoker.store.shared import HEADER_BYTES, SLOT_BYTES, Control, Table, fingerprint
+from tests.polling import eventually
 from tests.redis_proc import RedisProcess
 
 IDENTITY = "redis://127.0.0.1:1/0 test:"
@@ -168,27 +169,6 @@ class CountingExports(StoreLayer):
         return await self.inner.events(after=after, limit=limit)
 
 
-@pytest.fixture
-async def redis_store(redis_server: RedisProcess, prefix: str) -> AsyncIterator[RedisStore]:
-    backend = RedisStore(redis_server.url, prefix=prefix, timeout_s=1.0, events_maxlen=1000)
-    await backend.open()
-    yield backend
-    await backend.close()
-
-
-async def eventually(condition: Callable[[], Awaitable[bool] | bool], *,
-                     timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 def held(keeper: Keeper | None, value: str) -> bool:
     assert keeper is not None
     found = keeper.table.find(fingerprint("jti", value)) if keeper.table else None
@@ -326,6 +306,13 @@ async def dies(task: asyncio.Task[None]) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
+async def stopped(keeper: Keeper, task: asyncio.Task[None]) -> None:
+    """The end of a test's own keeper: its task and its tail."""
+    keeper.stopping = True
+    await dies(task)
+    await keeper.stop()
+
+
 @pytest.mark.redis
 @pytest.mark.parametrize("mid_change", [False, True])
 async def test_a_new_keeper_adopts_the_table_a_dead_one_left(
@@ -361,9 +348,7 @@ async def test_a_new_keeper_adopts_the_table_a_dead_one_left(
         state = second.control.read()
         assert state is not None and state.in_sync
     finally:
-        second.stopping = True
-        await dies(task)
-        await second.stop()
+        await stopped(second, task)
 
 
 def saved_at() -> float:
@@ -481,9 +466,7 @@ async def test_a_keeper_killed_while_reloading_leaves_a_table_the_next_cannot_mi
     try:
         assert [held(third, v) for v in ("a", "lost", "new")] == [True, True, True]
     finally:
-        third.stopping = True
-        await dies(task)
-        await third.stop()
+        await stopped(third, task)
 
 
 @pytest.mark.redis
@@ -509,9 +492,7 @@ async def test_a_keeper_killed_mid_control_write_never_reuses_a_generation(
         await eventually(lambda: worker.in_sync)
         assert (await worker.get_many([("jti", "after")]))[0] is not None
     finally:
-        second.stopping = True
-        await dies(task)
-        await second.stop()
+        await stopped(second, task)
 
 
 @pytest.mark.redis

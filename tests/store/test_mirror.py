@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -25,24 +24,11 @@ from revoker.store.shared import fingerprint
 from revoker.web.app import create_app
 from tests.conftest import FakeClock
 from tests.lane_server import LaneTestServer
+from tests.polling import eventually
 from tests.redis_proc import RedisProcess
 from tests.web.conftest import CHECK_KEY, KEYS_ENV, auth
 
 LIFETIMES = Lifetimes(3600, 30)
-
-
-async def eventually(condition: Callable[[], Awaitable[bool] | bool], *,
-                     timeout_s: float = 5.0) -> None:
-    """Poll with a deadline: the mirror is asynchronous by design."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -198,14 +184,6 @@ async def test_writes_and_listings_go_to_the_store(store: Store,
 
 
 # -- gaps: the stream changed behind the mirror's back (raw Redis commands) ------------------
-
-
-@pytest.fixture
-async def redis_store(redis_server: RedisProcess, prefix: str) -> AsyncIterator[RedisStore]:
-    backend = RedisStore(redis_server.url, prefix=prefix, timeout_s=1.0, events_maxlen=1000)
-    await backend.open()
-    yield backend
-    await backend.close()
 
 
 @pytest.mark.redis
