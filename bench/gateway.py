@@ -67,8 +67,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import CONNECTIONS, THREADS, Server, run_wrk, spawn  # noqa: E402
+from bench.run import CONNECTIONS, THREADS, Server, run_wrk, spawn, write_results  # noqa: E402
 from revoker import apikeys  # noqa: E402
+from tests.nginx_conf import main_conf  # noqa: E402
 from tests.redis_proc import RedisProcess, free_port  # noqa: E402
 
 PY = sys.executable
@@ -79,22 +80,6 @@ PATH = "/orders/7"
 GATEWAY_TARGET = 0.8
 #: Revoked jtis loaded before the run, so that lookups are not of an empty denylist.
 REVOKED = 200
-
-MAIN_CONF = """
-worker_processes auto;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    include {tmp}/site.conf;
-}}
-"""
 
 APP_SITE = """
 server {{
@@ -142,7 +127,8 @@ def start_nginx(tmp: Path, name: str, site: str, port: int) -> Server:
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (prefix / sub).mkdir(parents=True, exist_ok=True)
     (prefix / "site.conf").write_text(site)
-    (prefix / "nginx.conf").write_text(MAIN_CONF.format(tmp=prefix))
+    (prefix / "nginx.conf").write_text(main_conf(prefix, include="site.conf",
+                                                 workers="auto", connections=4096))
     command = ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
                "-e", str(prefix / "error.log"), "-g", "daemon off;"]
     checked = subprocess.run([*command, "-t"], capture_output=True, text=True, check=False)
@@ -436,11 +422,7 @@ class Bench:
                             "path": PATH},
                "elapsed_s": round(elapsed_s, 1), "rows": [r.as_dict() for r in rows],
                "targets": verdicts, "table": table}
-        results = HERE / "results"
-        results.mkdir(exist_ok=True)
-        path = results / f"gateway-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}.json"
-        path.write_text(json.dumps(out, indent=1))
-        print(f"results written to {path.relative_to(ROOT)} ({elapsed_s / 60:.1f} min)")
+        write_results("gateway", out, elapsed_s)
 
 
 def nginx_version() -> str:

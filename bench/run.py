@@ -566,15 +566,24 @@ http {{
                "elapsed_s": round(elapsed_s, 1),
                "rows": [r.as_dict() for r in self.rows], "rounds": rounds, **self.extra,
                "targets": verdicts, "table": table}
-        results = HERE / "results"
-        results.mkdir(exist_ok=True)
-        path = results / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}.json"
-        path.write_text(json.dumps(out, indent=1))
-        print(f"results written to {path.relative_to(ROOT)} ({elapsed_s / 60:.1f} min)")
+        write_results("bench", out, elapsed_s)
+
+
+def write_results(kind: str, out: dict[str, Any], elapsed_s: float,
+                  path: Path | None = None) -> None:
+    """A benchmark's JSON, by default as bench/results/<kind>-<time>-<random>.json."""
+    if path is None:
+        path = HERE / "results" / (f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                   f"{uuid.uuid4().hex[:4]}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    print(f"results written to {shown} ({elapsed_s / 60:.1f} min)")
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
+    """A count on the command line; 10_000_000 and 10,000,000 read as 10000000."""
+    value = int(text.replace("_", "").replace(",", ""))
     if value < 1:
         raise argparse.ArgumentTypeError("must be >= 1")
     return value

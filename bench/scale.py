@@ -76,7 +76,19 @@ import aiohttp  # noqa: E402
 import redis  # noqa: E402
 
 from bench import procfs  # noqa: E402
-from bench.run import CONNECTIONS, PY, THREADS, Measure, Server, cpu_s, spawn, tree, wrk  # noqa: E402
+from bench.run import (  # noqa: E402
+    CONNECTIONS,
+    PY,
+    THREADS,
+    Measure,
+    Server,
+    cpu_s,
+    positive_int,
+    spawn,
+    tree,
+    write_results,
+    wrk,
+)
 from revoker import apikeys  # noqa: E402
 from tests.redis_proc import RedisProcess, free_port  # noqa: E402
 
@@ -673,21 +685,7 @@ class Scale:
                             "connections": CONNECTIONS, "wrk_threads": THREADS,
                             "revoked_share": 0.01, "probes": PROBES},
                "elapsed_s": round(elapsed_s, 1), **self.out, "table": table}
-        if a.json:
-            path = Path(a.json).resolve()
-        else:
-            path = HERE / "results" / (f"scale-{time.strftime('%Y%m%d-%H%M%S')}-"
-                                       f"{uuid.uuid4().hex[:4]}.json")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=1))
-        print(f"results written to {path} ({elapsed_s / 60:.1f} min)")
-
-
-def positive_int(text: str) -> int:
-    value = int(text.replace("_", "").replace(",", ""))
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
+        write_results("scale", out, elapsed_s, Path(a.json).resolve() if a.json else None)
 
 
 def main() -> None:

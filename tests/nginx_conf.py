@@ -1,15 +1,17 @@
-"""The main nginx configuration the gateway tests wrap around a shipped ``deploy/`` file:
-one worker, every temporary path under the test's own directory, no access log."""
+"""The main nginx configuration wrapped around a site file (a shipped ``deploy/`` file in
+the gateway tests, the benchmark's own sites): every temporary path under the caller's
+directory, no access log."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Final
 
 MAIN_CONF: Final = """
-worker_processes 1;
+worker_processes {workers};
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log warn;
-events {{ worker_connections 128; }}
+events {{ worker_connections {connections}; }}
 http {{
     access_log off;
     client_body_temp_path {tmp}/body;
@@ -17,6 +19,14 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
-    include {tmp}/revoker.conf;
+    include {tmp}/{include};
 }}
 """
+
+
+def main_conf(tmp: Path, *, include: str = "revoker.conf", workers: str = "1",
+              connections: int = 128) -> str:
+    """``nginx.conf`` for a prefix directory ``tmp`` that holds the site file ``include``.
+    The tests use one small worker; the benchmark as many as there are cores."""
+    return MAIN_CONF.format(tmp=tmp, include=include, workers=workers,
+                            connections=connections)

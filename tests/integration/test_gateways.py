@@ -34,7 +34,7 @@ from aiohttp.test_utils import TestServer
 
 from revoker import apikeys
 from tests.jwt_factory import AUDIENCE, ISSUER, KeySet
-from tests.nginx_conf import MAIN_CONF
+from tests.nginx_conf import main_conf
 from tests.redis_proc import RedisProcess, free_port, wait_port
 from tests.serve_proc import ServeProcess
 
@@ -213,7 +213,7 @@ def nginx_command(tmp: Path, at: Addresses) -> list[str]:
         "127.0.0.1:8000": f"127.0.0.1:{at.listen}",
         "REPLACE-WITH-CHECK-KEY": GATEWAY_KEY})
     (tmp / "revoker.conf").write_text(site)
-    (tmp / "nginx.conf").write_text(MAIN_CONF.format(tmp=tmp))
+    (tmp / "nginx.conf").write_text(main_conf(tmp))
     assert BINARIES["nginx"] is not None
     return [BINARIES["nginx"], "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e",
             str(tmp / "error.log"), "-g", "daemon off;"]

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestServer
 
 from revoker import apikeys
 from tests.jwt_factory import AUDIENCE, ISSUER, KeySet
-from tests.nginx_conf import MAIN_CONF
+from tests.nginx_conf import main_conf
 from tests.redis_proc import RedisProcess, free_port, wait_port
 
 NGINX = shutil.which("nginx") or next(
@@ -91,7 +91,7 @@ def render_site(*, listen: int, revoker: int, upstream: int) -> str:
 def start_nginx(tmp: Path, site: str, port: int) -> subprocess.Popen[bytes]:
     assert NGINX is not None
     (tmp / "revoker.conf").write_text(site)
-    (tmp / "nginx.conf").write_text(MAIN_CONF.format(tmp=tmp))
+    (tmp / "nginx.conf").write_text(main_conf(tmp))
     command = [NGINX, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e",
                str(tmp / "error.log"), "-g", "daemon off;"]
     check = subprocess.run([*command, "-t"], capture_output=True, text=True, check=False)
