@@ -322,6 +322,25 @@ class Store(ABC):
         return [(f"{r.kind}:{r.value}".encode(), r.revoked_at, r.expires_at, r.issued_before)
                 for r in records], following
 
+    @property
+    def names_cheap(self) -> bool:
+        """Whether ``export_names`` costs the store much less than ``export_page`` (a key
+        listing that reads no value): a mirror's first load then reads the names first
+        and the details in the background."""
+        return False
+
+    async def export_names(self, *, cursor: str | None,
+                           count: int) -> tuple[list[bytes], str | None]:
+        """A page of the names (``kind:value``) of records, as ``export_page`` pages: a
+        record that expires meanwhile may still be named."""
+        return await self._bounded(self._export_names(cursor, count), operation="scan",
+                                   timeout_s=self._scan_timeout_s(count), lane=self.cold)
+
+    async def _export_names(self, cursor: str | None,
+                            count: int) -> tuple[list[bytes], str | None]:
+        rows, following = await self._export_page(cursor, count)
+        return [row[0] for row in rows], following
+
     async def size_hint(self) -> int | None:
         """About how many keys the store holds (records and a few others), to size a
         mirror before loading it; None when the backend cannot tell cheaply."""

@@ -7,6 +7,7 @@ Security Event Tokens. Nothing else builds a key or a SCAN pattern.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -16,6 +17,7 @@ from revoker.model import KINDS
 REPLAY_TAGS: Final = ("bcl", "set")
 EVENTS: Final = "events"
 _GLOB_SPECIAL: Final = frozenset("*?[]\\")
+_KIND_BYTES: Final = frozenset(kind.encode() for kind in KINDS)
 
 
 def replay_suffix(tag: str, scope: str, token_id: str) -> str:
@@ -65,3 +67,15 @@ class Keys:
         if not sep or kind not in KINDS or not value:
             return None
         return kind, value
+
+    def record_names(self, keys: Iterable[bytes]) -> list[bytes]:
+        """The ``kind:value`` (bytes) of the record keys among ``keys``, which a SCAN of
+        ``record_pattern()`` found (so they all start with the prefix): the stream and
+        the guards are left out. A mirror's first load runs this over every key."""
+        skip, kinds, names = len(self.prefix.encode()), _KIND_BYTES, []
+        for key in keys:
+            name = key[skip:]
+            kind, sep, value = name.partition(b":")
+            if sep and value and kind in kinds:
+                names.append(name)
+        return names

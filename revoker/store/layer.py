@@ -71,6 +71,14 @@ class StoreLayer(Store):
                           count: int) -> tuple[list[ExportRow], str | None]:
         return await self.inner.export_page(cursor=cursor, count=count)
 
+    @property
+    def names_cheap(self) -> bool:
+        return self.inner.names_cheap
+
+    async def export_names(self, *, cursor: str | None,
+                           count: int) -> tuple[list[bytes], str | None]:
+        return await self.inner.export_names(cursor=cursor, count=count)
+
     async def size_hint(self) -> int | None:
         return await self.inner.size_hint()
 

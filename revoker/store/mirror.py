@@ -4,9 +4,15 @@
 (the store's export) into a shared table (``revoker.store.shared``) and then follows the
 events stream (the store's blocking tail) from the position read *before* the snapshot,
 so nothing written during the load is lost (replaying an event the snapshot already
-holds is harmless: events carry the whole record). Every worker wraps its store in a
-``MirrorStore`` that *reads* that table: the host holds one copy of the denylist however
-many workers it runs, and a restarted worker answers from it at once, without a reload.
+holds is harmless: events carry the whole record). Where the store can list record
+names for much less than it reads records (Redis, Sentinel), the snapshot is of the names
+alone, as *pending* entries that send a lookup that finds one to the store; the keeper is
+in sync as soon as the names are loaded, and then reads the records' details in the
+background, a page at a time between reads of the events (the *fill*).
+
+Every worker wraps its store in a ``MirrorStore`` that *reads* that table: the host holds
+one copy of the denylist however many workers it runs, and a restarted worker answers from
+it at once, without a reload.
 With several workers the keeper is a process of its own, started and restarted by the
 supervisor of ``revoker serve`` (``revoker.server``); with one, it is a task of that one
 process (the same code, on memory of its own). It uses only the store's public methods,
@@ -40,32 +46,40 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 from revoker import metrics
 from revoker.errors import StoreError
 from revoker.model import Event, Record, parse_stream_id
 from revoker.store import checkpoint
-from revoker.store.base import EventTail, ExportRow, Store, StoreHealth, StreamState
+from revoker.store.base import EventTail, Store, StoreHealth, StreamState
 from revoker.store.checkpoint import Checkpointing
 from revoker.store.layer import StoreLayer
 from revoker.store.shared import (
+    PENDING,
     Control,
     ControlState,
     Table,
     clamp_u32,
     decode_cutoff,
     encode_cutoff,
+    encode_revoked,
     fingerprint,
     unlink,
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Records per export page while loading.
 EXPORT_PAGE: Final = 5000
+#: Records per page of the fill, and the share of the keeper's time the fill takes (it
+#: pauses after each page as long as the page took): readers answer from the table
+#: meanwhile, and only a lookup that finds a pending entry asks the store.
+FILL_PAGE: Final = 1000
+FILL_SHARE: Final = 0.5
 READ_COUNT: Final = 1000
 #: After a read that returned events, the tail waits this long before reading again, so
 #: that under a stream of revokes each read carries a batch. The first event after a
@@ -113,7 +127,7 @@ class Gap(Exception):
 
 
 def _values(record: Record) -> tuple[int, int, int]:
-    return (clamp_u32(record.revoked_at), clamp_u32(record.expires_at),
+    return (encode_revoked(record.revoked_at), clamp_u32(record.expires_at),
             encode_cutoff(record.issued_before))
 
 
@@ -123,8 +137,18 @@ class Keeper:
 
     def __init__(self, store: Store, control: Control, *, directory: str | None = None,
                  clock: Callable[[], float] = time.time, block_ms: int = 1000,
-                 checkpointing: Checkpointing | None = None) -> None:
+                 checkpointing: Checkpointing | None = None,
+                 names_first: bool | None = None) -> None:
         self.store = store
+        #: Whether a load from the store reads names first (see the module's docstring);
+        #: by default where the store lists names cheaply.
+        self.names_first = store.names_cheap if names_first is None else names_first
+        #: While the fill runs: where it is in the store's export (None: at the start),
+        #: when its next page is due, and when it began.
+        self.filling = False
+        self.fill_cursor: str | None = None
+        self.fill_due = 0.0
+        self.fill_started = 0.0
         self.control = control
         self.checkpointing = checkpointing
         self.checkpoint_due = time.monotonic() + (checkpointing.every_s if checkpointing
@@ -216,6 +240,9 @@ class Keeper:
         loaded or grown holds no expired entry: the next sweep can wait its full period."""
         self.sweep_at, self.sweep_spent = 0, 0.0
         self.sweep_due = time.monotonic() + SWEEP_EVERY_S
+        if table.filling and not self.filling:  # loaded by names, or left mid-fill
+            self.filling, self.fill_cursor, self.fill_due = True, None, 0.0
+            self.fill_started = time.monotonic()
         old, self.table, self.generation = self.table, table, generation
         self.publish(name=os.path.basename(table.path) if table.path else "")
         self._set_gauges()
@@ -448,6 +475,7 @@ class Keeper:
         """Export every record into a new table, replay what happened meanwhile, then
         publish it. Readers ask the store meanwhile."""
         self.synced = False
+        self.filling = False
         self.publish()
         self._drop_grown()
         state = await self.store.stream_state()
@@ -455,27 +483,21 @@ class Keeper:
                                                                         state.added)
         hint = await self.store.size_hint() or 0
         table, generation = self._new_table(_capacity_for(hint))
-        following: asyncio.Future[tuple[list[ExportRow], str | None]] | None = None
+        table.filling = self.names_first
         try:
             now = int(self.clock())
-            # The next page is asked for before this one is stored: the store reads while
-            # this process writes the table.
-            following = asyncio.ensure_future(
-                self.store.export_page(cursor=None, count=EXPORT_PAGE))
-            while following is not None:
-                rows, cursor = await following
-                following = None if cursor is None else asyncio.ensure_future(
-                    self.store.export_page(cursor=cursor, count=EXPORT_PAGE))
-                if following is not None:
-                    await asyncio.sleep(0)  # let it send its request
-                if table.used + len(rows) > MAX_LOAD * table.capacity:
-                    table, generation = self._regrow(table, generation,
-                                                     table.used + len(rows), now)
-                table.load(rows, now)
+            if self.names_first:
+                async with contextlib.aclosing(_prefetched(self.store.export_names)) as pages:
+                    async for names in pages:
+                        table, generation = self._room(table, generation, len(names), now)
+                        table.load_names(names)
+            else:
+                async with contextlib.aclosing(_prefetched(self.store.export_page)) as pages:
+                    async for rows in pages:
+                        table, generation = self._room(table, generation, len(rows), now)
+                        table.load(rows, now)
             table, generation, position = await self._catch_up(table, generation, position)
         except BaseException:
-            if following is not None:
-                following.cancel()
             unlink(table.path)
             table.close()
             raise
@@ -483,12 +505,23 @@ class Keeper:
         self.resyncs += 1
         self._heard()
         self._install(table, generation)
-        log.info("mirror loaded %d records up to event %s", table.used, position.last_id)
+        log.info("mirror loaded %d %s up to event %s", table.used,
+                 "record names (their details follow in the background)"
+                 if table.filling else "records", position.last_id)
+
+    def _room(self, table: Table, generation: int, more: int,
+              now: int) -> tuple[Table, int]:
+        """While loading: the table, or a bigger copy if ``more`` entries would fill it
+        past ``MAX_LOAD``."""
+        if table.used + more > MAX_LOAD * table.capacity:
+            return self._regrow(table, generation, table.used + more, now)
+        return table, generation
 
     def _regrow(self, table: Table, generation: int, needed: int,
                 now: int) -> tuple[Table, int]:
         """While loading (nobody reads it yet): copy into a table sized for ``needed``."""
         bigger, new_generation = self._new_table(_capacity_for(needed))
+        bigger.filling = table.filling
         for fp, values in table.live(0, table.capacity, now):
             bigger.put_new(fp, values)
         unlink(table.path)
@@ -524,6 +557,8 @@ class Keeper:
             self._apply_live(events)
             self._heard()
             self._background_step()
+            if self.filling and time.monotonic() >= self.fill_due:
+                await self._fill_step()
             self.publish()
             self._checkpoint_step()
             if events:  # a busy stream: let events gather rather than read them one by one
@@ -542,7 +577,7 @@ class Keeper:
 
     def _background_pending(self) -> bool:
         return self.grown is not None or self.sweep_at > 0 or \
-            time.monotonic() >= self.sweep_due
+            time.monotonic() >= self.sweep_due or self.filling
 
     def _background_step(self) -> None:
         """A bounded amount of growing or sweeping, so that the tail is read again soon."""
@@ -551,11 +586,42 @@ class Keeper:
         elif self._background_pending():
             self._sweep_step()
 
+    async def _fill_step(self) -> None:
+        """Read a page of records and give their pending entries the details, in short
+        write sections; the page was read after every event applied so far and before
+        the ones still to come, and an entry an event wrote is not pending (``fill``
+        leaves it): whatever the order, the table ends as the store is."""
+        started = time.monotonic()
+        rows, cursor = await self.store.export_page(cursor=self.fill_cursor, count=FILL_PAGE)
+        table = self.table
+        assert table is not None
+        targets = [table] if self.grown is None else [table, self.grown]
+        for start in range(0, len(rows), WRITE_SECTION):
+            chunk = rows[start:start + WRITE_SECTION]
+            for target in targets:
+                target.begin()
+                try:
+                    target.fill(chunk)
+                finally:
+                    target.end()
+        self.fill_cursor = cursor
+        if cursor is None:
+            # Every record the store held throughout is filled: a pending entry left is
+            # one that went away (expired) meanwhile, and the next sweep frees it.
+            self.filling = False
+            for target in targets:
+                target.filling = False
+            log.info("mirror filled: the details of every record loaded, in %.1f s",
+                     time.monotonic() - self.fill_started)
+        spent = time.monotonic() - started
+        self.fill_due = time.monotonic() + spent * (1 / FILL_SHARE - 1)
+
     def _start_growing(self, needed: int) -> None:
         """A larger table, filled step by step from the current one while readers keep
         using the current one; every event meanwhile goes to both."""
         assert self.table is not None
         grown, self.grown_generation = self._new_table(_capacity_for(needed))
+        grown.filling = self.table.filling
         self.grown, self.copied = grown, 0
         log.info("mirror growing from %d to %d slots", self.table.capacity, grown.capacity)
 
@@ -632,6 +698,28 @@ class Keeper:
             raise Gap("the events stream was trimmed past our position")
 
 
+class _Pager(Protocol[T]):
+    def __call__(self, *, cursor: str | None,
+                 count: int) -> Awaitable[tuple[list[T], str | None]]: ...
+
+
+async def _prefetched(page: _Pager[T]) -> AsyncGenerator[list[T], None]:
+    """Every page of an export, the next one asked for before this one is handed over:
+    the store reads while this process writes the table."""
+    following = asyncio.ensure_future(page(cursor=None, count=EXPORT_PAGE))
+    try:
+        while True:
+            rows, cursor = await following
+            if cursor is None:
+                yield rows
+                return
+            following = asyncio.ensure_future(page(cursor=cursor, count=EXPORT_PAGE))
+            await asyncio.sleep(0)  # let it send its request
+            yield rows
+    finally:
+        following.cancel()
+
+
 def _capacity_for(entries: int) -> int:
     return max(MIN_CAPACITY, math.ceil(entries / TARGET_LOAD))
 
@@ -666,7 +754,8 @@ class MirrorStore(StoreLayer):
     def __init__(self, inner: Store, *, clock: Callable[[], float] = time.time,
                  block_ms: int = 1000, max_lag_s: float | None = None,
                  control_path: str | None = None,
-                 checkpointing: Checkpointing | None = None) -> None:
+                 checkpointing: Checkpointing | None = None,
+                 names_first: bool | None = None) -> None:
         super().__init__(inner)
         self.clock = clock
         self.max_lag_s = max_lag_s if max_lag_s is not None else block_ms / 1000 + 1.0
@@ -674,7 +763,7 @@ class MirrorStore(StoreLayer):
         self.keeper: Keeper | None = None
         if control_path is None:
             self.keeper = Keeper(inner, Control.create(None), clock=clock, block_ms=block_ms,
-                                 checkpointing=checkpointing)
+                                 checkpointing=checkpointing, names_first=names_first)
         self._control: Control | None = None
         self._table: Table | None = None
         self._generation = -1
@@ -749,12 +838,19 @@ class MirrorStore(StoreLayer):
             return await self.inner.get_many(pairs)
         now = self.clock()
         out: list[Record | None] = [None] * len(pairs)
+        pending: list[int] = []
         for i, slot in enumerate(found):
-            if slot is not None and slot[1] > now:
+            if slot == PENDING:
+                pending.append(i)
+            elif slot is not None and slot[1] > now:
                 revoked_at, expires_at, cutoff = slot
                 kind, value = pairs[i]
                 out[i] = Record(kind=kind, value=value, revoked_at=revoked_at,
                                 expires_at=expires_at, issued_before=decode_cutoff(cutoff))
+        if pending:  # known to exist, details not loaded yet: the store has them
+            stored = await self.inner.get_many([pairs[i] for i in pending])
+            for i, record in zip(pending, stored, strict=True):
+                out[i] = record
         return out
 
     async def complete(self, records: list[Record]) -> list[Record]:
@@ -784,6 +880,9 @@ class MirrorStore(StoreLayer):
             detail.update(entries=reading.entries, capacity=reading.capacity,
                           bytes=reading.segment_bytes, resyncs=reading.resyncs,
                           generation=reading.generation, keeper_pid=reading.keeper_pid)
+        table = self._view()
+        if table is not None:  # details still being read: pending entries ask the store
+            detail["filling"] = table.filling
         else:
             detail.update(entries=0, resyncs=0)
         if texts is not None:

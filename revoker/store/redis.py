@@ -368,6 +368,20 @@ class RedisStore(Store):
             for i in range(1, len(flat), 4)]
         return rows, (str(following) if following else None)
 
+    @property
+    def names_cheap(self) -> bool:
+        return self.same_slot_events
+
+    async def _export_names(self, cursor: str | None,
+                            count: int) -> tuple[list[bytes], str | None]:
+        """A bare ``SCAN``: about a quarter of the export script's cost to Redis per
+        record (no value, no expiry read, nothing built in Lua)."""
+        if not self.same_slot_events:
+            return await super()._export_names(cursor, count)
+        following, keys = await self.cold_client.scan(
+            int(cursor or 0), match=self.keys.record_pattern(), count=count)
+        return self.keys.record_names(keys), (str(following) if following else None)
+
     async def _size_hint(self) -> int | None:
         if not self.same_slot_events:
             return None

@@ -4,7 +4,8 @@ The table lives in a memory-mapped file (under ``/dev/shm`` on Linux, so it is R
 every process maps once: the host holds one copy, whatever the number of workers). It is
 plain bytes with a layout of its own, so a process that did not write it can read it:
 
-* a **data segment**: a 64-byte header then ``capacity`` slots of 28 bytes, each
+* a **data segment**: a 64-byte header (magic, capacity, sequence counter, used slots, and
+  whether the table is being filled) then ``capacity`` slots of 28 bytes, each
   ``fingerprint (16) | revoked_at (u32) | expires_at (u32) | cutoff (u32)``. The
   fingerprint is BLAKE2b-128 of ``kind:value`` (the same in every process, unlike
   Python's ``hash``); an all-zero fingerprint marks an empty slot. ``cutoff`` is the
@@ -12,6 +13,12 @@ plain bytes with a layout of its own, so a process that did not write it can rea
   linear probing; entries are removed by backward shifting, so there are no tombstones.
   An unrevoked record is first marked dead (``expires_at = 0``: readers already treat an
   expired entry as absent), and the sweep removes dead and expired entries later.
+* a **pending** entry (``PENDING`` values) says only that the record exists: a first load
+  reads the keys alone (a few times faster than reading every record's value and expiry
+  too), and a reader that finds a pending entry asks the store about that record. While
+  the header's ``filling`` flag is set, the writer reads the details and replaces pending
+  entries with them; once it is clear, a pending entry left is a record that went away
+  meanwhile (it expired), and the sweep removes it.
 * a **control segment** (one page): which data segment is current (its generation and
   file name), whether the writer is in sync, when it last heard from the store, and
   what ``/readyz`` and the metrics show.
@@ -51,14 +58,19 @@ EMPTY: Final = bytes(FP_BYTES)
 #: ``cutoff`` of a record without ``issued_before`` (jti, sid, kid): it matches any token.
 NO_CUTOFF: Final = 0xFFFFFFFF
 U32_MAX: Final = 0xFFFFFFFF
+#: The values of a pending entry (see above). A real entry's ``revoked_at`` is at most
+#: ``U32_MAX - 1``, so no record reads as pending.
+PENDING: Final = (U32_MAX, U32_MAX, NO_CUTOFF)
 CONTROL_BYTES: Final = 4096
 
 _DATA_HEADER: Final = struct.Struct("<8sQQQ")  # magic, capacity, seq, used
 _SEQ_AT: Final = 16
 _USED_AT: Final = 24
+_FILLING_AT: Final = 32
 _U64: Final = struct.Struct("<Q")
 _VALUES: Final = struct.Struct("<III")  # revoked_at, expires_at, cutoff
 _SLOT: Final = struct.Struct("<16sIII")
+_PENDING_VALUES: Final = _VALUES.pack(*PENDING)
 
 #: Control fields after the magic: seq, generation, keeper pid, in sync, heard (monotonic
 #: seconds), entries, capacity, resyncs, segment bytes, and how many events the stream had
@@ -87,6 +99,11 @@ def fingerprint_of(name: bytes) -> bytes:
 def clamp_u32(value: int) -> int:
     """Times as unsigned 32-bit seconds (until 2106): later ones read as the maximum."""
     return 0 if value < 0 else min(value, U32_MAX)
+
+
+def encode_revoked(revoked_at: int) -> int:
+    """``revoked_at`` as stored: ``clamp_u32`` short of the pending marker."""
+    return 0 if revoked_at < 0 else min(revoked_at, U32_MAX - 1)
 
 
 def encode_cutoff(issued_before: int | None) -> int:
@@ -172,6 +189,16 @@ class Table:
         used: int = _U64.unpack_from(self.mm, _USED_AT)[0]
         return used
 
+    @property
+    def filling(self) -> bool:
+        """Whether pending entries are being replaced by their details (see above)."""
+        flag: int = _U64.unpack_from(self.mm, _FILLING_AT)[0]
+        return flag != 0
+
+    @filling.setter
+    def filling(self, value: bool) -> None:
+        _U64.pack_into(self.mm, _FILLING_AT, 1 if value else 0)
+
     def _home(self, fp: bytes) -> int:
         return int.from_bytes(fp[:8], "little") % self.capacity
 
@@ -250,12 +277,48 @@ class Table:
                 (issued_before if 0 <= issued_before < NO_CUTOFF else
                  encode_cutoff(issued_before))
             pack(mm, at + FP_BYTES,
-                 revoked_at if 0 <= revoked_at <= U32_MAX else clamp_u32(revoked_at),
+                 revoked_at if 0 <= revoked_at < U32_MAX else encode_revoked(revoked_at),
                  expires_at if expires_at <= U32_MAX else U32_MAX, cutoff)
             if got == EMPTY:
                 mm[at:at + FP_BYTES] = fp
                 used += 1
         self._set_used(used)
+
+    def load_names(self, names: Iterable[bytes]) -> None:
+        """Insert a pending entry for each ``kind:value`` not already here: a first
+        load's keys, before anyone reads the table (no write section)."""
+        mm, capacity, used = self.mm, self.capacity, self.used
+        blake2b, from_bytes, pending = hashlib.blake2b, int.from_bytes, _PENDING_VALUES
+        for name in names:
+            fp = blake2b(name, digest_size=FP_BYTES).digest()
+            if fp == EMPTY:
+                fp = b"\x01" + fp[1:]
+            i = from_bytes(fp[:8], "little") % capacity
+            while True:
+                at = HEADER_BYTES + i * SLOT_BYTES
+                got = mm[at:at + FP_BYTES]
+                if got == EMPTY:
+                    mm[at:at + SLOT_BYTES] = fp + pending
+                    used += 1
+                    break
+                if got == fp:  # SCAN may return a key twice
+                    break
+                i = i + 1 if i + 1 < capacity else 0
+        self._set_used(used)
+
+    def fill(self, rows: Iterable[tuple[bytes, int, int, int | None]]) -> int:
+        """Give pending entries their details from exported rows (as ``load`` takes
+        them); an entry that is not pending was written by an event since, which is
+        newer, and stays. Returns how many were filled. Inside a write section."""
+        mm, pack, filled = self.mm, _VALUES.pack_into, 0
+        for name, revoked_at, expires_at, issued_before in rows:
+            i, found = self._locate(fingerprint_of(name))
+            at = HEADER_BYTES + i * SLOT_BYTES + FP_BYTES
+            if found and mm[at:at + _VALUES.size] == _PENDING_VALUES:
+                pack(mm, at, encode_revoked(revoked_at), clamp_u32(expires_at),
+                     encode_cutoff(issued_before))
+                filled += 1
+        return filled
 
     def put_new(self, fp: bytes, values: tuple[int, int, int]) -> None:
         """Insert unless ``fp`` is there already (copying into a newer table)."""
@@ -295,8 +358,9 @@ class Table:
         self._set_used(self.used - 1)
 
     def sweep(self, start: int, count: int, now: int) -> tuple[int, int]:
-        """Free the dead and expired entries among ``count`` slots from ``start``; returns
-        the next start (0 after the last slot) and how many were freed.
+        """Free the dead and expired entries among ``count`` slots from ``start`` (and the
+        pending ones, once the table is no longer filling); returns the next start (0
+        after the last slot) and how many were freed.
 
         The writer's own call, outside any write section: it looks at the slots without
         one (nothing else changes them) and opens a section for each removal only, so
@@ -306,10 +370,12 @@ class Table:
         end = min(start + count, self.capacity)
         freed = 0
         i = start
+        left = b"" if self.filling else _PENDING_VALUES  # a pending entry nobody will fill
         while i < end:
             at = HEADER_BYTES + i * SLOT_BYTES
             if mm[at:at + FP_BYTES] != EMPTY and \
-                    _VALUES.unpack_from(mm, at + FP_BYTES)[1] <= now:
+                    (_VALUES.unpack_from(mm, at + FP_BYTES)[1] <= now or
+                     mm[at + FP_BYTES:at + SLOT_BYTES] == left):
                 self.begin()
                 try:
                     self._remove_at(i)

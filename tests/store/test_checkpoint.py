@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import struct
 import time
 from collections.abc import Callable
@@ -152,7 +153,8 @@ def test_the_identity_names_the_store_without_its_password() -> None:
 
 
 class CountingExports(StoreLayer):
-    """The store, counting the export pages a load reads: a resumed keeper reads none."""
+    """The store, counting the export pages a load (or a fill) reads: a keeper that
+    resumes a filled table reads none."""
 
     def __init__(self, inner: Store) -> None:
         super().__init__(inner)
@@ -163,6 +165,11 @@ class CountingExports(StoreLayer):
                           count: int) -> tuple[list[ExportRow], str | None]:
         self.exports += 1
         return await self.inner.export_page(cursor=cursor, count=count)
+
+    async def export_names(self, *, cursor: str | None,
+                           count: int) -> tuple[list[bytes], str | None]:
+        self.exports += 1
+        return await self.inner.export_names(cursor=cursor, count=count)
 
     async def events(self, *, after: str | None, limit: int) -> list[Event]:
         self.events_after.append(after)
@@ -192,9 +199,10 @@ def plan(tmp_path: Path, prefix: str, every_s: float = 3600.0) -> Checkpointing:
 
 
 async def started(store: Store, checkpointing: Checkpointing) -> MirrorStore:
+    """A mirror in sync whose table holds every record's details (filled)."""
     mirror = MirrorStore(store, block_ms=200, checkpointing=checkpointing)
     await mirror.start()
-    await eventually(lambda: mirror.in_sync)
+    await eventually(lambda: mirror.in_sync and not mirror.state().get("filling"))
     return mirror
 
 
@@ -296,7 +304,7 @@ async def keeper_on(store: Store, control_path: str) -> tuple[Keeper, asyncio.Ta
     control = Control.attach(control_path, writable=True)
     keeper = Keeper(store, control, directory=os.path.dirname(control_path), block_ms=200)
     task = asyncio.create_task(keeper.run())
-    await eventually(lambda: keeper.synced)
+    await eventually(lambda: keeper.synced and not keeper.filling)
     return keeper, task
 
 
@@ -367,7 +375,7 @@ async def test_a_checkpoint_that_cannot_be_written_changes_nothing_else(
                                   every_s=0.05)
     mirror = await started(redis_store, checkpointing)
     try:
-        gone.rmdir()  # the volume went away: every save fails
+        shutil.rmtree(gone)  # the volume went away: every save fails
         await revoke(redis_store, "x")
         await eventually(lambda: held(mirror.keeper, "x"))
         await eventually(lambda: "mirror checkpoint not saved" in caplog.text)
@@ -437,6 +445,12 @@ class StuckLoading(StoreLayer):
 
     async def export_page(self, *, cursor: str | None,
                           count: int) -> tuple[list[ExportRow], str | None]:
+        self.loading.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def export_names(self, *, cursor: str | None,
+                           count: int) -> tuple[list[bytes], str | None]:
         self.loading.set()
         await asyncio.Event().wait()
         raise AssertionError("unreachable")

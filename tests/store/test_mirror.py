@@ -55,6 +55,12 @@ def held(mirror: MirrorStore, kind: str, value: str) -> bool:
     return found is not None and found[1] > 0
 
 
+def settled(mirror: MirrorStore) -> bool:
+    """In sync, with every record's details in the table (a first load by names fills
+    them in the background)."""
+    return mirror.in_sync and not mirror.state().get("filling")
+
+
 def writer(store: Store, clock: Callable[[], float] = time.time) -> Revoker:
     return Revoker(store, lifetimes=LIFETIMES, clock=clock)
 
@@ -70,7 +76,7 @@ async def test_snapshot_loads_every_record(store: Store,
     await svc.revoke(RevokeRequest("sub", "alice", reason="left"), actor="t")
     mirror = mirrors()
     await mirror.start()
-    await eventually(lambda: mirror.in_sync)
+    await eventually(lambda: settled(mirror))
     assert mirror.keeper is not None and mirror.keeper.table is not None
     assert mirror.keeper.table.used == 251
     found = await mirror.get_many([("jti", "j7"), ("jti", "nope"), ("sub", "alice")])
@@ -129,7 +135,7 @@ async def test_expiry_is_applied_locally_and_swept(store: Store,
     await revoke_jti(writer(store, clock), "short", ttl_s=10)
     mirror = mirrors(clock=clock)
     await mirror.start()
-    await eventually(lambda: mirror.in_sync)
+    await eventually(lambda: settled(mirror))
     assert (await mirror.get_many([("jti", "short")]))[0] is not None
     clock.advance(42)  # ttl 10 + leeway 30 (+1 rounding): the store, on real time, keeps it
     assert (await mirror.get_many([("jti", "short")]))[0] is None
@@ -317,7 +323,7 @@ async def test_the_snapshot_keeps_cutoffs_and_reads_the_older_full_form(
         await raw.set(f"{prefix}jti:legacy", old.to_json(), exat=now + 600)
     mirror = mirrors()
     await mirror.start()
-    await eventually(lambda: mirror.in_sync)
+    await eventually(lambda: settled(mirror))
     checker = Revoker(mirror, lifetimes=LIFETIMES)
     assert mirror.keeper is not None and mirror.keeper.table is not None
     slot = mirror.keeper.table.find(fingerprint("sub", "carol"))
@@ -357,7 +363,7 @@ async def test_a_cutoff_hit_is_decided_from_the_table(store: Store) -> None:
     mirror = MirrorStore(counting, block_ms=200)
     try:
         await mirror.start()
-        await eventually(lambda: mirror.in_sync)
+        await eventually(lambda: settled(mirror))
         checker = Revoker(mirror, lifetimes=LIFETIMES)
         before = counting.reads
         fresh = Claims(jti="new", sub="bob", iat=whole.issued_before + 10)

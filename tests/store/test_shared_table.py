@@ -16,13 +16,17 @@ from hypothesis import strategies as st
 from revoker.store.shared import (
     HEADER_BYTES,
     NO_CUTOFF,
+    PENDING,
     SLOT_BYTES,
+    U32_MAX,
     Control,
     ControlState,
     Table,
     decode_cutoff,
     encode_cutoff,
+    encode_revoked,
     fingerprint,
+    fingerprint_of,
 )
 
 # Small tables: many keys share a home slot, so probing, wrap-around and shifting are
@@ -175,3 +179,79 @@ def test_a_table_with_no_empty_slot_fails_instead_of_spinning() -> None:
     assert table.find(fingerprint("jti", "absent")) is None
     with pytest.raises(ValueError, match="no empty slot"):
         table.put(fingerprint("jti", "absent"), 1, 2, 3)
+
+
+# -- a first load by names: pending entries, filled later -----------------------------------
+
+
+def test_names_load_as_pending_entries_and_fill_gives_them_their_details() -> None:
+    table = Table.create(None, 64)
+    table.filling = True
+    table.load_names([b"jti:a", b"jti:b", b"sub:c", b"jti:a"])  # SCAN may repeat a key
+    assert table.used == 3
+    assert table.find(fingerprint("jti", "a")) == PENDING
+    table.begin()
+    filled = table.fill([(b"jti:a", 10, 500, None), (b"sub:c", 11, 600, 12),
+                         (b"jti:unknown", 1, 2, None)])  # not in the table: not added
+    table.end()
+    assert filled == 2
+    assert table.find(fingerprint("jti", "a")) == (10, 500, NO_CUTOFF)
+    assert table.find(fingerprint("sub", "c")) == (11, 600, 12)
+    assert table.find(fingerprint("jti", "b")) == PENDING
+    assert table.find(fingerprint("jti", "unknown")) is None
+    assert table.used == 3
+
+
+def test_fill_leaves_what_an_event_wrote_or_killed() -> None:
+    """The fill's page may be older than an event applied before it: an entry that is
+    not pending is never overwritten, whatever the page says."""
+    table = Table.create(None, 64)
+    table.load_names([b"jti:renewed", b"jti:unrevoked"])
+    table.begin()
+    table.put(fingerprint("jti", "renewed"), 20, 9000, NO_CUTOFF)  # the event: later
+    table.kill(fingerprint("jti", "unrevoked"))
+    assert table.fill([(b"jti:renewed", 10, 500, None), (b"jti:unrevoked", 10, 500, None)]) == 0
+    table.end()
+    assert table.find(fingerprint("jti", "renewed")) == (20, 9000, NO_CUTOFF)
+    assert table.find(fingerprint("jti", "unrevoked")) == (0, 0, NO_CUTOFF)
+
+
+def test_pending_entries_are_swept_only_once_the_fill_is_over() -> None:
+    table = Table.create(None, 64)
+    table.filling = True
+    table.load_names([b"jti:gone", b"jti:kept"])
+    table.begin()
+    table.fill([(b"jti:kept", 10, 500, None)])
+    table.end()
+    assert table.sweep(0, 64, 100) == (0, 0)  # still filling: "gone" may yet be filled
+    assert table.find(fingerprint("jti", "gone")) == PENDING
+    table.filling = False  # the fill read every record: "gone" went away meanwhile
+    assert table.sweep(0, 64, 100) == (0, 1)
+    assert table.find(fingerprint("jti", "gone")) is None
+    assert table.find(fingerprint("jti", "kept")) == (10, 500, NO_CUTOFF)
+
+
+def test_no_record_reads_as_pending() -> None:
+    """A record revoked at the largest time a slot holds must not look pending (which
+    would make the sweep remove it once no fill runs)."""
+    assert encode_revoked(2**40) == U32_MAX - 1
+    assert encode_revoked(-1) == 0
+    table = Table.create(None, 64)
+    table.load([(b"jti:far", 2**40, 2**40, None)], 0)
+    assert table.find(fingerprint_of(b"jti:far")) == (U32_MAX - 1, U32_MAX, NO_CUTOFF)
+    assert table.find(fingerprint_of(b"jti:far")) != PENDING
+
+
+def test_the_filling_flag_is_in_the_segment(tmp_path: Path) -> None:
+    """A keeper that adopts a table (or restores a checkpoint, a copy of the segment)
+    learns from the table itself that its fill was not finished."""
+    path = str(tmp_path / "segment")
+    table = Table.create(path, 64)
+    assert not table.filling
+    table.filling = True
+    again = Table.attach(path)
+    assert again.filling
+    table.filling = False
+    assert not again.filling
+    again.close()
+    table.close()
