@@ -24,7 +24,9 @@ and reports, each beside a baseline measured in the same run:
 - cold load: from spawning the serve to ``/readyz`` 200 (first answer) and to the host
   being fully ready: every worker process listening and ``PROBES`` consecutive
   ``/readyz`` probes on fresh connections all 200 (the kernel spreads connections over the
-  workers, so a worker still loading would answer one of them 503);
+  workers, so a worker still loading would answer one of them 503); then to the fill's
+  end (the keeper, ready once it holds every record's name, reads their details after:
+  the probes say ``filling: false``), which every later step waits for;
 - worker restart: ``kill -9`` of one worker of the loaded serve; time until the supervisor's
   replacement listens and the host is fully ready again, and the replacement's PSS beside
   the killed worker's (a worker that reloaded the mirror holds as much);
@@ -296,6 +298,8 @@ class Readiness:
     #: The mirror entries every probe of the final burst reported (min, max).
     entries: tuple[int, int] | None = None
     worker_pids: list[int] = field(default_factory=list)
+    #: When every record's details were in the table too (see ``wait_filled``).
+    filled_s: float | None = None
 
 
 def wait_host_ready(server: Server, workers: int, started: float, *,
@@ -329,6 +333,24 @@ def wait_host_ready(server: Server, workers: int, started: float, *,
             return out
         time.sleep(0.05)
     raise TimeoutError(f"{server.name} not fully ready after {timeout_s:.0f} s")
+
+
+def wait_filled(server: Server, started: float, *, timeout_s: float) -> float:
+    """Until PROBES consecutive /readyz probes say the mirror is in sync and no longer
+    filling (a first load by names reads the records' details after it is ready); the
+    time from ``started``."""
+    deadline = started + timeout_s
+    while time.monotonic() < deadline:
+        server.check_alive()
+        for _ in range(PROBES):
+            status, body = readyz(server.port)
+            mirror = body.get("checks", {}).get("mirror", {})
+            if status != 200 or mirror.get("filling", True):
+                break
+        else:
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise TimeoutError(f"{server.name} not filled after {timeout_s:.0f} s")
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -477,9 +499,12 @@ class Scale:
                 servers.append(mirrors[name])
                 ready[name] = wait_host_ready(mirrors[name], args.workers, t0,
                                               timeout_s=args.ready_timeout)
+                ready[name].filled_s = wait_filled(mirrors[name], t0,
+                                                   timeout_s=args.ready_timeout)
                 print(f"mirror {name}: ready in {ready[name].ready_s:.2f} s "
                       f"(first 200 after {ready[name].first_200_s or 0:.2f} s), "
-                      f"entries {ready[name].entries}", flush=True)
+                      f"entries {ready[name].entries}, filled after "
+                      f"{ready[name].filled_s:.2f} s", flush=True)
             self.out["cold_load"] = {name: asdict(r) for name, r in ready.items()}
             time.sleep(2)  # let the freshly loaded workers settle before reading memory
             empty_mem = tree_memory(mirrors["empty"])
@@ -646,6 +671,8 @@ class Scale:
              ", ".join(f"{p['pss_mib']:,} MiB PSS" for p in workers)),
             ("cold load to /readyz 200 (all workers)", f"{cb['ready_s']:.1f} s",
              f"first 200 {cb['first_200_s'] or 0:.1f} s; small {cs['ready_s']:.1f} s"),
+            ("  ... and every record's details read", f"{cb['filled_s']:.1f} s",
+             f"small {cs['filled_s']:.1f} s (pending entries ask Redis until then)"),
             ("worker kill -9 -> host ready", f"{rs['fully_ready_s']:.1f} s",
              f"listening after {rs['new_worker_listening_s']:.1f} s; new worker "
              f"{rs['new_pss_mib']} MiB PSS vs killed {rs['killed_pss_mib']} MiB"),

@@ -551,13 +551,20 @@ class Keeper:
             if time.monotonic() - checked >= GAP_CHECK_S:
                 self._check_gap(await self.store.stream_state(), self.position)
                 checked = time.monotonic()
-            busy = self._background_pending()
-            events = await self._tail.read(after=self.position.last_id, limit=READ_COUNT,
-                                           block_ms=1 if busy else self.block_ms)
+            if self.filling:
+                # Paced by sleeping here, not by a blocking read: Redis times a short
+                # BLOCK out only on its next timer tick (up to 100 ms at its default hz).
+                await asyncio.sleep(max(0.0, self.fill_due - time.monotonic()))
+                events = await self.store.events(after=self.position.last_id,
+                                                 limit=READ_COUNT)
+            else:
+                busy = self._background_pending()
+                events = await self._tail.read(after=self.position.last_id, limit=READ_COUNT,
+                                               block_ms=1 if busy else self.block_ms)
             self._apply_live(events)
             self._heard()
             self._background_step()
-            if self.filling and time.monotonic() >= self.fill_due:
+            if self.filling:
                 await self._fill_step()
             self.publish()
             self._checkpoint_step()
@@ -577,7 +584,7 @@ class Keeper:
 
     def _background_pending(self) -> bool:
         return self.grown is not None or self.sweep_at > 0 or \
-            time.monotonic() >= self.sweep_due or self.filling
+            time.monotonic() >= self.sweep_due
 
     def _background_step(self) -> None:
         """A bounded amount of growing or sweeping, so that the tail is read again soon."""
@@ -667,6 +674,11 @@ class Keeper:
                                                     self.sweep_spent / SWEEP_SHARE)
             self.sweep_spent = 0.0
         self._set_gauges()
+
+    async def fill_now(self) -> None:
+        """The rest of the fill at once (benchmarks, tests)."""
+        while self.filling:
+            await self._fill_step()
 
     def sweep_now(self) -> None:
         """A whole sweep at once (tests, and an operator's clock)."""
