@@ -53,6 +53,11 @@ class StoreUnavailable(StoreError):
     """The store could not answer in time (connection refused, timeout, failover)."""
 
 
+class StoreChanged(StoreError):
+    """The store's server changed (a failover, a restart) in the middle of a multi-page
+    read whose cursor only that server understands: the read must start over."""
+
+
 class NotDurable(StoreError):
     """A write was applied but not acknowledged by enough replicas in time."""
 

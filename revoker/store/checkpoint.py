@@ -40,7 +40,11 @@ from revoker.store.shared import HEADER_BYTES, SLOT_BYTES, Table, unlink
 log = logging.getLogger(__name__)
 
 MAGIC: Final = b"RVKMIRK1"
-VERSION: Final = 1
+#: Version 2 tables may hold pending entries (a checkpoint saved during a fill), which
+#: version 1 would misread as records revoked until 2106: it refuses them. Version 1 holds
+#: none, and is read as it is.
+VERSION: Final = 2
+READABLE: Final = (1, 2)
 _PREFIX: Final = struct.Struct("<8sI")
 #: A header is a few hundred bytes; anything larger is not ours.
 MAX_HEADER_BYTES: Final = 64 * 1024
@@ -161,7 +165,7 @@ def _read_header(source: io.BufferedReader, identity: str) -> Meta:
         meta = Meta(**fields)
     except (ValueError, TypeError):
         raise Unusable("damaged header") from None
-    if meta.version != VERSION:
+    if meta.version not in READABLE:
         raise Unusable(f"version {meta.version}, not {VERSION}")
     if not (isinstance(meta.capacity, int) and isinstance(meta.entries, int) and
             isinstance(meta.last_id, str) and isinstance(meta.digest, str) and

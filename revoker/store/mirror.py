@@ -80,6 +80,8 @@ EXPORT_PAGE: Final = 5000
 #: meanwhile, and only a lookup that finds a pending entry asks the store.
 FILL_PAGE: Final = 1000
 FILL_SHARE: Final = 0.5
+#: The longest pause after a page (one slow page must not hold back the events).
+FILL_PAUSE_MAX_S: Final = 0.05
 READ_COUNT: Final = 1000
 #: After a read that returned events, the tail waits this long before reading again, so
 #: that under a stream of revokes each read carries a batch. The first event after a
@@ -564,7 +566,7 @@ class Keeper:
             self._apply_live(events)
             self._heard()
             self._background_step()
-            if self.filling:
+            if self.filling and len(events) < READ_COUNT:  # events come first
                 await self._fill_step()
             self.publish()
             self._checkpoint_step()
@@ -599,7 +601,14 @@ class Keeper:
         the ones still to come, and an entry an event wrote is not pending (``fill``
         leaves it): whatever the order, the table ends as the store is."""
         started = time.monotonic()
-        rows, cursor = await self.store.export_page(cursor=self.fill_cursor, count=FILL_PAGE)
+        try:
+            rows, cursor = await self.store.export_page(cursor=self.fill_cursor,
+                                                        count=FILL_PAGE)
+        except StoreError:
+            # Start over after any failure: the cursor may mean nothing to the server
+            # that answers next (StoreChanged), and filling twice is harmless.
+            self.fill_cursor = None
+            raise
         table = self.table
         assert table is not None
         targets = [table] if self.grown is None else [table, self.grown]
@@ -621,7 +630,7 @@ class Keeper:
             log.info("mirror filled: the details of every record loaded, in %.1f s",
                      time.monotonic() - self.fill_started)
         spent = time.monotonic() - started
-        self.fill_due = time.monotonic() + spent * (1 / FILL_SHARE - 1)
+        self.fill_due = time.monotonic() + min(spent * (1 / FILL_SHARE - 1), FILL_PAUSE_MAX_S)
 
     def _start_growing(self, needed: int) -> None:
         """A larger table, filled step by step from the current one while readers keep
@@ -892,11 +901,11 @@ class MirrorStore(StoreLayer):
             detail.update(entries=reading.entries, capacity=reading.capacity,
                           bytes=reading.segment_bytes, resyncs=reading.resyncs,
                           generation=reading.generation, keeper_pid=reading.keeper_pid)
+        else:
+            detail.update(entries=0, resyncs=0)
         table = self._view()
         if table is not None:  # details still being read: pending entries ask the store
             detail["filling"] = table.filling
-        else:
-            detail.update(entries=0, resyncs=0)
         if texts is not None:
             detail["last_event_id"] = texts[2] or "0-0"
             if texts[3] and not detail["in_sync"]:

@@ -26,6 +26,7 @@ from revoker.errors import (
     InvalidInput,
     NotDurable,
     StoreBusy,
+    StoreChanged,
     StoreError,
     StoreUnavailable,
 )
@@ -354,19 +355,38 @@ class RedisStore(Store):
         keys span slots: it reads as any backend."""
         if not self.same_slot_events:
             return await super()._export_page(cursor, count)
-        args = (cursor or "0", self.keys.record_pattern(), count, len(self.prefix.encode()))
+        pattern, skip = self.keys.record_pattern(), len(self.prefix.encode())
         try:
-            flat = await self.cold_client.evalsha(EXPORT.sha, 0, *args)
+            flat, server = await self._on_one_server(
+                cursor, lambda pipe, at: pipe.evalsha(EXPORT.sha, 0, at, pattern, count, skip))
         except rex.NoScriptError:
             await self.cold_client.script_load(EXPORT.source)
-            flat = await self.cold_client.evalsha(EXPORT.sha, 0, *args)
-        following = int(flat[0])
+            flat, server = await self._on_one_server(
+                cursor, lambda pipe, at: pipe.evalsha(EXPORT.sha, 0, at, pattern, count, skip))
         never = codec.NEVER
         rows: list[ExportRow] = [
             (flat[i], flat[i + 2], never if flat[i + 1] == -1 else flat[i + 1],
              None if flat[i + 3] == -1 else flat[i + 3])
             for i in range(1, len(flat), 4)]
-        return rows, (str(following) if following else None)
+        return rows, _export_cursor(server, int(flat[0]))
+
+    async def _on_one_server(self, cursor: str | None,
+                             step: Callable[[Any, int], object]) -> tuple[Any, str]:
+        """Run one SCAN step (queued by ``step`` with the SCAN cursor) right after ``INFO
+        server``, in one pipeline on one connection, and return its reply with the run id
+        of the server that answered. An export cursor names that server: a SCAN cursor
+        means nothing to another one (after a failover, or a restart), and resuming it
+        there could skip keys, so a page on another server raises ``StoreChanged``."""
+        expected, at = _parse_export_cursor(cursor)
+        async with self.cold_client.pipeline(transaction=False) as pipe:
+            pipe.info("server")
+            step(pipe, at)
+            info, reply = await pipe.execute()
+        server = str(info["run_id"])
+        if expected is not None and server != expected:
+            raise StoreChanged("the Redis server changed during an export (a failover or "
+                               "a restart): it starts over")
+        return reply, server
 
     @property
     def names_cheap(self) -> bool:
@@ -378,9 +398,10 @@ class RedisStore(Store):
         record (no value, no expiry read, nothing built in Lua)."""
         if not self.same_slot_events:
             return await super()._export_names(cursor, count)
-        following, keys = await self.cold_client.scan(
-            int(cursor or 0), match=self.keys.record_pattern(), count=count)
-        return self.keys.record_names(keys), (str(following) if following else None)
+        pattern = self.keys.record_pattern()
+        (following, keys), server = await self._on_one_server(
+            cursor, lambda pipe, at: pipe.scan(at, match=pattern, count=count))
+        return self.keys.record_names(keys), _export_cursor(server, int(following))
 
     async def _size_hint(self) -> int | None:
         if not self.same_slot_events:
@@ -495,3 +516,15 @@ def stream_state(info: dict[Any, Any]) -> StreamState:
                        last_id=_text(field("last-generated-id") or "0-0"),
                        added=None if added is None else int(added),
                        length=int(field("length") or 0))
+
+
+def _export_cursor(server: str, following: int) -> str | None:
+    """``{run id}:{SCAN cursor}``, or None at the end of the SCAN."""
+    return f"{server}:{following}" if following else None
+
+
+def _parse_export_cursor(cursor: str | None) -> tuple[str | None, int]:
+    if not cursor:
+        return None, 0
+    server, _, following = cursor.rpartition(":")
+    return server, int(following)

@@ -18,11 +18,13 @@ import pytest
 from revoker.model import Claims, Lifetimes, Record, RevokeRequest
 from revoker.service import Revoker
 from revoker.store.base import ExportRow, Store
+from revoker.store.checkpoint import Checkpointing
 from revoker.store.layer import StoreLayer
 from revoker.store.mirror import Keeper, MirrorStore
 from revoker.store.redis import RedisStore
 from revoker.store.shared import PENDING, Control, fingerprint
 from tests.polling import eventually
+from tests.redis_proc import RedisProcess
 
 LIFETIMES = Lifetimes(3600, 30)
 
@@ -30,12 +32,14 @@ LIFETIMES = Lifetimes(3600, 30)
 class HeldFill(StoreLayer):
     """The store, with the fill's pages held back until ``released``: each page is read
     from the store first (``read`` is set; so what it hands over may be older than the
-    store by then), or with ``read_first=False`` only once released. Lookups that reach
-    the store are counted."""
+    store by then), or with ``read_first=False`` only once released; the first
+    ``free_pages`` pages are not held. Lookups that reach the store are counted."""
 
-    def __init__(self, inner: Store, *, read_first: bool = True) -> None:
+    def __init__(self, inner: Store, *, read_first: bool = True, free_pages: int = 0) -> None:
         super().__init__(inner)
         self.read_first = read_first
+        self.free_pages = free_pages
+        self.pages = 0
         self.read = asyncio.Event()
         self.released = asyncio.Event()
         self.lookups = 0
@@ -48,7 +52,11 @@ class HeldFill(StoreLayer):
 
     async def export_page(self, *, cursor: str | None,
                           count: int) -> tuple[list[ExportRow], str | None]:
+        self.pages += 1
+        if self.pages <= self.free_pages:
+            return await self.inner.export_page(cursor=cursor, count=count)
         if not self.read_first:
+            self.read.set()
             await self.released.wait()
         page = await self.inner.export_page(cursor=cursor, count=count)
         self.read.set()
@@ -171,6 +179,114 @@ async def test_an_entry_the_fill_did_not_find_asks_the_store_until_swept(
     finally:
         held.released.set()
         await mirror.stop()
+
+
+@pytest.mark.redis
+async def test_a_fill_that_meets_another_server_starts_over() -> None:
+    """Redis restarts (same data, from its AOF) in the middle of the fill: its SCAN
+    cursor means nothing to the new process, where resuming would skip records, which
+    would then be left pending and swept away. The page on the new server is refused
+    and the fill starts over: every record ends in the table with its details."""
+    server = RedisProcess(["--appendonly", "yes", "--appendfsync", "always"]).start()
+    store = RedisStore(server.url, prefix="fill:", timeout_s=1.0, events_maxlen=10_000)
+    await store.open()
+    mirror: MirrorStore | None = None
+    try:
+        svc = Revoker(store, lifetimes=LIFETIMES)
+        values = [f"r{i}" for i in range(5000)]
+        await svc.revoke_many([RevokeRequest("jti", v) for v in values], actor="t")
+        held = HeldFill(store, read_first=False, free_pages=2)
+        mirror = MirrorStore(held, block_ms=200, names_first=True)
+        await mirror.start()
+        await asyncio.wait_for(held.read.wait(), 5)  # two pages filled, the third held
+        server.restart()
+        held.released.set()
+        await eventually(lambda: mirror is not None and mirror.in_sync and not filling(mirror),
+                         timeout_s=30)
+        assert mirror.keeper is not None and mirror.keeper.table is not None
+        mirror.keeper.sweep_now()
+        slots = [mirror.keeper.table.find(fingerprint("jti", v)) for v in values]
+        assert sum(found is None for found in slots) == 0
+        assert sum(found == PENDING for found in slots) == 0
+    finally:
+        if mirror is not None:
+            await mirror.stop()
+        await store.close()
+        server.stop()
+
+
+class HeldNames(StoreLayer):
+    """The store, with the load's names pages after the first held until ``released``."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.pages = 0
+        self.held = asyncio.Event()
+        self.released = asyncio.Event()
+
+    async def export_names(self, *, cursor: str | None,
+                           count: int) -> tuple[list[bytes], str | None]:
+        self.pages += 1
+        if self.pages == 2:
+            self.held.set()
+            await self.released.wait()
+        return await self.inner.export_names(cursor=cursor, count=count)
+
+
+@pytest.mark.redis
+async def test_a_load_by_names_that_meets_another_server_starts_over() -> None:
+    """The same for the names: the load starts over rather than resume a SCAN on a
+    server that cannot know its cursor (a record skipped there would be absent)."""
+    server = RedisProcess(["--appendonly", "yes", "--appendfsync", "always"]).start()
+    store = RedisStore(server.url, prefix="names:", timeout_s=1.0, events_maxlen=10_000)
+    await store.open()
+    mirror: MirrorStore | None = None
+    try:
+        values = [f"r{i}" for i in range(20_000)]
+        await Revoker(store, lifetimes=LIFETIMES).revoke_many(
+            [RevokeRequest("jti", v) for v in values], actor="t")
+        held = HeldNames(store)
+        mirror = MirrorStore(held, block_ms=200, names_first=True)
+        await mirror.start()
+        await asyncio.wait_for(held.held.wait(), 5)  # one page of names loaded
+        server.restart()
+        held.released.set()
+        await eventually(lambda: mirror is not None and mirror.in_sync, timeout_s=30)
+        assert mirror.keeper is not None and mirror.keeper.table is not None
+        assert held.pages > 3  # it started over
+        assert all(mirror.keeper.table.find(fingerprint("jti", v)) is not None
+                   for v in values)
+    finally:
+        if mirror is not None:
+            await mirror.stop()
+        await store.close()
+        server.stop()
+
+
+async def test_a_checkpoint_saved_during_the_fill_is_filled_after_a_restart(
+        store: Store, tmp_path: Path) -> None:
+    """A service stopped in the middle of the fill saves the table with its pending
+    entries; the next one restores it, does not reload the names, and fills it."""
+    await revoke(store, "jti", "a", reason="r")
+    plan = Checkpointing(path=str(tmp_path / "mirror.ckpt"), identity="test",
+                         every_s=3600)
+    held = HeldFill(store)
+    first = MirrorStore(held, block_ms=200, names_first=True, checkpointing=plan)
+    await first.start()
+    await eventually(lambda: first.in_sync)
+    await asyncio.wait_for(held.read.wait(), 5)
+    await first.stop()  # saves the checkpoint, pending entries and all
+    again = HeldFill(store)
+    again.released.set()
+    second = MirrorStore(again, block_ms=200, names_first=True, checkpointing=plan)
+    try:
+        await second.start()
+        await eventually(lambda: second.in_sync and not filling(second))
+        assert again.names_pages == 0  # restored, not reloaded
+        found = slot(second, "jti", "a")
+        assert found is not None and found != PENDING
+    finally:
+        await second.stop()
 
 
 async def _keeper(store: Store, control_path: str) -> tuple[Keeper, asyncio.Task[None]]:

@@ -390,3 +390,20 @@ async def test_a_cutoff_hit_is_decided_from_the_table(store: Store) -> None:
         assert summary.reason is None
     finally:
         await mirror.stop()
+
+
+async def test_readiness_detail_keeps_the_counts_while_out_of_sync(
+        store: Store, mirrors: Callable[..., MirrorStore]) -> None:
+    """An operator looking at a mirror out of sync still sees how many entries it holds
+    and how many times it loaded: only ``in_sync`` and the error change."""
+    await revoke_jti(writer(store), "x")
+    mirror = mirrors()
+    await mirror.start()
+    await eventually(lambda: settled(mirror))
+    assert mirror.keeper is not None
+    mirror.keeper.stopping = True
+    await mirror.stop()
+    mirror.keeper._lose("store: test")
+    detail = mirror.state()
+    assert detail["in_sync"] is False and detail["error"] == "store: test"
+    assert detail["entries"] == 1 and detail["resyncs"] == 1

@@ -240,6 +240,11 @@ def test_no_record_reads_as_pending() -> None:
     table.load([(b"jti:far", 2**40, 2**40, None)], 0)
     assert table.find(fingerprint_of(b"jti:far")) == (U32_MAX - 1, U32_MAX, NO_CUTOFF)
     assert table.find(fingerprint_of(b"jti:far")) != PENDING
+    table.load_names([b"jti:far-too"])
+    table.begin()
+    table.fill([(b"jti:far-too", 2**40, 2**40, None)])
+    table.end()
+    assert table.find(fingerprint_of(b"jti:far-too")) == (U32_MAX - 1, U32_MAX, NO_CUTOFF)
 
 
 def test_the_filling_flag_is_in_the_segment(tmp_path: Path) -> None:
