@@ -120,7 +120,7 @@ def targets(rows: list[Any], extra: dict[str, Any]) -> list[str]:
     memory = extra.get("memory", {})
     if "redis_bytes_per_jti_record_only" in memory:
         figure = memory["redis_bytes_per_jti_record_only"]
-        verdict("Redis bytes per revoked jti (record, no reason) <= 160", figure <= 160,
+        verdict("Redis bytes per revoked jti (record, no reason) <= 200", figure <= 200,
                 f"{figure} B (+{memory['redis_stream_bytes_per_event']} B of audit event; "
                 f"bare SET EXAT {memory['set_exat_bytes_per_key']} B; mirror "
                 f"{memory.get('mirror_bytes_per_entry')} B/entry per host, shared by the workers)")
