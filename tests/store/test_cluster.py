@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from revoker.errors import StoreError
+from revoker.store.base import ExportRow, Store
 from revoker.store.cluster import ClusterStore
+from revoker.store.layer import StoreLayer
+from revoker.store.mirror import MirrorStore
+from revoker.store.shared import fingerprint
+from tests.polling import eventually
 from tests.redis_cluster import RedisClusterGroup
+from tests.redis_proc import RedisProcess
 from tests.store.conftest import record
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -136,3 +143,64 @@ async def test_refuses_a_primary_that_may_evict(cluster: RedisClusterGroup, pref
         await accepting.close()
     finally:
         node.cli("CONFIG", "SET", "maxmemory-policy", "noeviction")
+
+
+class HeldSecondPage(StoreLayer):
+    """The store, with the second export page of a load held until ``released``."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.pages = 0
+        self.held = asyncio.Event()
+        self.released = asyncio.Event()
+
+    async def export_page(self, *, cursor: str | None,
+                          count: int) -> tuple[list[ExportRow], str | None]:
+        self.pages += 1
+        if self.pages == 2:
+            self.held.set()
+            await self.released.wait()
+        return await self.inner.export_page(cursor=cursor, count=count)
+
+
+def _serves_slot_zero(node: RedisProcess) -> bool:
+    for line in node.cli("CLUSTER", "NODES").decode().splitlines():
+        fields = line.split()
+        if "myself" in fields[2] and any(part.split("-")[0] == "0" for part in fields[8:]):
+            return True
+    return False
+
+
+async def test_a_mirror_load_that_meets_a_restarted_primary_starts_over(prefix: str) -> None:
+    """The primary being scanned restarts (from its AOF, same address) in the middle of a
+    mirror's load. Its SCAN cursor means nothing to the new process, where resuming could
+    skip records the mirror would then never hold: the mirror must end with every record
+    (on standalone and Sentinel, export cursors name the server: test_fill.py)."""
+    group = await asyncio.to_thread(
+        RedisClusterGroup(extra_args=["--appendonly", "yes", "--appendfsync", "always"]).start)
+    store = ClusterStore(group.url, prefix=prefix, timeout_s=2.0, events_maxlen=1000)
+    mirror: MirrorStore | None = None
+    try:
+        await store.open()
+        values = [f"r{i}" for i in range(20_000)]
+        for start in range(0, len(values), 2000):
+            await store.upsert_many([record("jti", v) for v in values[start:start + 2000]],
+                                    at=1)
+        held = HeldSecondPage(store)
+        mirror = MirrorStore(held, block_ms=200)
+        await mirror.start()
+        await asyncio.wait_for(held.held.wait(), 10)
+        first = next(n for n in group.primary_nodes() if _serves_slot_zero(n))
+        await asyncio.to_thread(first.restart)
+        await asyncio.to_thread(group.wait_healthy)
+        held.released.set()
+        await eventually(lambda: mirror is not None and mirror.in_sync, timeout_s=60)
+        assert mirror.keeper is not None and mirror.keeper.table is not None
+        missing = [v for v in values
+                   if mirror.keeper.table.find(fingerprint("jti", v)) is None]
+        assert missing == []
+    finally:
+        if mirror is not None:
+            await mirror.stop()
+        await store.close()
+        await asyncio.to_thread(group.stop)
