@@ -474,8 +474,9 @@ class Keeper:
         return await self._save(plan, table)
 
     async def resync(self) -> None:
-        """Export every record into a new table, replay what happened meanwhile, then
-        publish it. Readers ask the store meanwhile."""
+        """Export every record (or, with ``names_first``, every record's name, as a
+        pending entry) into a new table, replay what happened meanwhile, then publish it
+        (the fill then starts, see ``_install``). Readers ask the store meanwhile."""
         self.synced = False
         self.filling = False
         self.publish()
