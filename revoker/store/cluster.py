@@ -45,6 +45,7 @@ from revoker.store.redis import (
     _describe,
     _text,
     connection_options,
+    decode_after,
     upserted,
 )
 from revoker.store.scripts import DELETE, SCRIPTS, UPSERT
@@ -181,7 +182,7 @@ class ClusterStore(RedisStore):
     async def _scan(self, wanted: RecordFilter, cursor: str | None,
                     limit: int) -> tuple[list[Record], str | None]:
         """Page through each shard in turn; within a shard, exactly as standalone."""
-        shard, scan_cursor, skip = _decode_cluster_cursor(cursor)
+        shard, scan_cursor, after = _decode_cluster_cursor(cursor)
         await self._ensure_initialized(self.cold_client)
         shards = self._shards()
         pattern = self.keys.record_pattern(wanted.kind, wanted.prefix or "")
@@ -192,11 +193,11 @@ class ClusterStore(RedisStore):
                 break
             reply = await shards[shard].execute_command("SCAN", scan_cursor, "MATCH", pattern,
                                                         "COUNT", SCAN_COUNT)
-            following, batch = int(reply[0]), sorted(reply[1])
-            taken = await self._collect(self.cold_client, batch, skip, wanted, limit, found)
+            following, batch = int(reply[0]), reply[1]
+            taken = await self._collect(self.cold_client, batch, after, wanted, limit, found)
             if taken is not None:
-                return found, f"{shard}.{scan_cursor}.{taken}"
-            skip, scan_cursor = 0, following
+                return found, f"{shard}.{scan_cursor}.{taken.hex()}"
+            after, scan_cursor = None, following
             if scan_cursor == 0:
                 shard += 1
         next_cursor = f"{shard}.{scan_cursor}.0" if shard < len(shards) else None
@@ -271,14 +272,15 @@ def _as_dict(info: Any) -> dict[Any, Any]:
     raise StoreError("unexpected INFO reply from a cluster node")
 
 
-#: ``shard.scan-cursor.skip``, ASCII digits; a SCAN cursor is unsigned 64-bit.
-CLUSTER_CURSOR_RE: Final = re.compile(r"([0-9]{1,4})\.([0-9]{1,20})\.([0-9]{1,9})", re.ASCII)
+#: ``shard.scan-cursor.after`` (see ``SCAN_CURSOR_RE``); a SCAN cursor is unsigned 64-bit.
+CLUSTER_CURSOR_RE: Final = re.compile(r"([0-9]{1,4})\.([0-9]{1,20})\.(0|[0-9a-f]{32})",
+                                      re.ASCII)
 
 
-def _decode_cluster_cursor(cursor: str | None) -> tuple[int, int, int]:
+def _decode_cluster_cursor(cursor: str | None) -> tuple[int, int, bytes | None]:
     if not cursor:
-        return 0, 0, 0
+        return 0, 0, None
     match = CLUSTER_CURSOR_RE.fullmatch(cursor)
     if match is None or int(match[2]) > U64_MAX:
         raise InvalidInput("cursor is not one this service returned", field="cursor")
-    return int(match[1]), int(match[2]), int(match[3])
+    return int(match[1]), int(match[2]), decode_after(match[3])

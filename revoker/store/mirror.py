@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 
 from revoker import metrics
-from revoker.errors import StoreError
+from revoker.errors import StoreChanged, StoreError
 from revoker.model import Event, Record, parse_stream_id
 from revoker.store import checkpoint
 from revoker.store.base import EventTail, Store, StoreHealth, StreamState
@@ -80,8 +80,10 @@ EXPORT_PAGE: Final = 5000
 #: meanwhile, and only a lookup that finds a pending entry asks the store.
 FILL_PAGE: Final = 1000
 FILL_SHARE: Final = 0.5
-#: The longest pause after a page (one slow page must not hold back the events).
+#: The longest pause after a page (one slow page must not hold back the events), and
+#: the wait before a page that failed is asked for again.
 FILL_PAUSE_MAX_S: Final = 0.05
+FILL_RETRY_S: Final = 1.0
 READ_COUNT: Final = 1000
 #: After a read that returned events, the tail waits this long before reading again, so
 #: that under a stream of revokes each read carries a batch. The first event after a
@@ -554,20 +556,24 @@ class Keeper:
             if time.monotonic() - checked >= GAP_CHECK_S:
                 self._check_gap(await self.store.stream_state(), self.position)
                 checked = time.monotonic()
-            if self.filling:
+            wait = self.fill_due - time.monotonic()
+            if self.filling and wait <= FILL_PAUSE_MAX_S:
                 # Paced by sleeping here, not by a blocking read: Redis times a short
                 # BLOCK out only on its next timer tick (up to 100 ms at its default hz).
-                await asyncio.sleep(max(0.0, self.fill_due - time.monotonic()))
+                await asyncio.sleep(max(0.0, wait))
                 events = await self.store.events(after=self.position.last_id,
                                                  limit=READ_COUNT)
-            else:
-                busy = self._background_pending()
+            else:  # (a fill waiting to retry a failed page follows the stream meanwhile)
+                block_ms = 1 if self._background_pending() else self.block_ms
+                if self.filling:
+                    block_ms = max(1, min(block_ms, int(wait * 1000)))
                 events = await self._tail.read(after=self.position.last_id, limit=READ_COUNT,
-                                               block_ms=1 if busy else self.block_ms)
+                                               block_ms=block_ms)
             self._apply_live(events)
             self._heard()
             self._background_step()
-            if self.filling and len(events) < READ_COUNT:  # events come first
+            if self.filling and len(events) < READ_COUNT and \
+                    time.monotonic() >= self.fill_due:  # events come first
                 await self._fill_step()
             self.publish()
             self._checkpoint_step()
@@ -605,11 +611,16 @@ class Keeper:
         try:
             rows, cursor = await self.store.export_page(cursor=self.fill_cursor,
                                                         count=FILL_PAGE)
-        except StoreError:
-            # Start over after any failure: the cursor may mean nothing to the server
-            # that answers next (StoreChanged), and filling twice is harmless.
-            self.fill_cursor = None
-            raise
+        except StoreChanged:  # the cursor means nothing to this server: start over
+            log.info("mirror fill starts over: the store's server changed")
+            self.fill_cursor, self.fill_due = None, time.monotonic() + FILL_RETRY_S
+            return
+        except StoreError as exc:
+            # The same page again later. The table and the position are intact, so the
+            # mirror stays in sync; whether the store is down is the events read's call.
+            log.info("mirror fill page failed (%s); trying it again", type(exc).__name__)
+            self.fill_due = time.monotonic() + FILL_RETRY_S
+            return
         table = self.table
         assert table is not None
         targets = [table] if self.grown is None else [table, self.grown]

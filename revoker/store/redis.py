@@ -10,6 +10,7 @@ concurrent revokers of the same key can never shorten it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -59,7 +60,9 @@ UNAVAILABLE: Final = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingErro
 
 
 #: ``scan-cursor.skip``: SCAN cursors are unsigned 64-bit, a skip stays within one batch.
-SCAN_CURSOR_RE: Final = re.compile(r"([0-9]{1,20})\.([0-9]{1,9})", re.ASCII)
+#: ``scan-cursor.after``: a SCAN cursor, and where to resume in that SCAN step's batch (the
+#: ``batch_order`` of the last key a page took, hex; ``0`` at the start of the batch).
+SCAN_CURSOR_RE: Final = re.compile(r"([0-9]{1,20})\.(0|[0-9a-f]{32})", re.ASCII)
 U64_MAX: Final = 2**64 - 1
 
 
@@ -289,32 +292,37 @@ class RedisStore(Store):
 
     async def _scan(self, wanted: RecordFilter, cursor: str | None,
                     limit: int) -> tuple[list[Record], str | None]:
-        """SCAN batches are sorted and resumed with an offset, so a page never exceeds
-        ``limit``; like SCAN itself, a record changed mid-listing may appear twice."""
-        scan_cursor, skip = _decode_scan_cursor(cursor)
+        """A page never exceeds ``limit``: a SCAN batch it does not use up is resumed after
+        the last key it took (see ``batch_order``); like SCAN itself, a record changed
+        mid-listing may appear twice."""
+        scan_cursor, after = _decode_scan_cursor(cursor)
         pattern = self.keys.record_pattern(wanted.kind, wanted.prefix or "")
         found: list[Record] = []
         deadline = time.monotonic() + self.scan_budget_s(limit)
         for _ in range(SCAN_ROUNDS):
             following, batch = await self.cold_client.scan(scan_cursor, match=pattern,
                                                            count=SCAN_COUNT)
-            taken = await self._collect(self.cold_client, sorted(batch), skip, wanted, limit,
-                                        found)
+            taken = await self._collect(self.cold_client, batch, after, wanted, limit, found)
             if taken is not None:
-                return found, f"{scan_cursor}.{taken}"
-            skip, scan_cursor = 0, int(following)
+                return found, f"{scan_cursor}.{taken.hex()}"
+            after, scan_cursor = None, int(following)
             if scan_cursor == 0:
                 return found, None
             if len(found) == limit or time.monotonic() >= deadline:
                 break
         return found, f"{scan_cursor}.0"
 
-    async def _collect(self, client: Any, batch: list[bytes], skip: int, wanted: RecordFilter,
-                       limit: int, found: list[Record]) -> int | None:
-        """Read the keys of one sorted SCAN batch from ``skip`` on, appending matching
-        records to ``found`` until it holds ``limit``. Returns the offset to resume this
-        batch at, or None when the batch was used up."""
-        position = skip
+    async def _collect(self, client: Any, keys: list[bytes], after: bytes | None,
+                       wanted: RecordFilter, limit: int, found: list[Record]) -> bytes | None:
+        """Read the keys of one SCAN batch in ``batch_order``, those after ``after`` only,
+        appending matching records to ``found`` until it holds ``limit``. Returns the
+        order of the last key taken, to resume this batch after it, or None when the
+        batch was used up."""
+        ordered = sorted((batch_order(key), key) for key in keys)
+        if after is not None:
+            ordered = [item for item in ordered if item[0] > after]
+        batch = [key for _, key in ordered]
+        position = 0
         while position < len(batch):
             need = limit - len(found)
             chunk = batch[position:position + max(need, 32)]
@@ -327,7 +335,7 @@ class RedisStore(Store):
                     found.append(record)
                     if len(found) == limit:
                         consumed = position + offset + 1
-                        return consumed if consumed < len(batch) else None
+                        return ordered[consumed - 1][0] if consumed < len(batch) else None
             position += len(chunk)
         return None
 
@@ -382,7 +390,7 @@ class RedisStore(Store):
             pipe.info("server")
             step(pipe, at)
             info, reply = await pipe.execute()
-        server = str(info["run_id"])
+        server = str(info.get("run_id", ""))  # none: a server that cannot tell, taken as one
         if expected is not None and server != expected:
             raise StoreChanged("the Redis server changed during an export (a failover or "
                                "a restart): it starts over")
@@ -480,13 +488,27 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _decode_scan_cursor(cursor: str | None) -> tuple[int, int]:
+def batch_order(key: bytes) -> bytes:
+    """Where a key sorts within its SCAN batch: a digest of it. A page that ends inside a
+    batch resumes after the last key it took, by this order, rather than after so many
+    keys: a key that left the batch between two pages (unrevoked, expired) must not
+    shift the rest, or a record present throughout would be skipped. Short and fixed in
+    size, unlike the key, so the cursor is too."""
+    return hashlib.blake2b(key, digest_size=16).digest()
+
+
+def decode_after(text: str) -> bytes | None:
+    """The resume point of a cursor: None for ``0`` (the start of the batch)."""
+    return None if text == "0" else bytes.fromhex(text)
+
+
+def _decode_scan_cursor(cursor: str | None) -> tuple[int, bytes | None]:
     if not cursor:
-        return 0, 0
+        return 0, None
     match = SCAN_CURSOR_RE.fullmatch(cursor)
     if match is None or int(match[1]) > U64_MAX:
         raise InvalidInput("cursor is not one this service returned", field="cursor")
-    return int(match[1]), int(match[2])
+    return int(match[1]), decode_after(match[2])
 
 
 def _wanted(pair: tuple[str, str] | None,

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from revoker.errors import StoreUnavailable
 from revoker.model import Claims, Lifetimes, Record, RevokeRequest
 from revoker.service import Revoker
 from revoker.store.base import ExportRow, Store
@@ -213,6 +214,46 @@ async def test_a_fill_that_meets_another_server_starts_over() -> None:
             await mirror.stop()
         await store.close()
         server.stop()
+
+
+class FailsOnce(StoreLayer):
+    """The store, failing the first page of the fill."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.failed = False
+
+    async def export_page(self, *, cursor: str | None,
+                          count: int) -> tuple[list[ExportRow], str | None]:
+        if not self.failed:
+            self.failed = True
+            raise StoreUnavailable("the store did not answer in time (test)")
+        return await self.inner.export_page(cursor=cursor, count=count)
+
+
+async def test_a_failed_fill_page_is_tried_again_and_the_mirror_stays_in_sync(
+        store: Store) -> None:
+    """The table and the position are intact when a fill page fails: lookups keep being
+    answered from the table, and the page is asked for again."""
+    await revoke(store, "jti", "a")
+    failing = FailsOnce(store)
+    mirror = MirrorStore(failing, block_ms=200, names_first=True)
+    readings: list[bool] = []
+    try:
+        await mirror.start()
+        await eventually(lambda: mirror.in_sync)
+
+        def watched() -> bool:
+            readings.append(mirror.in_sync)
+            return not filling(mirror)
+
+        await eventually(watched)
+        assert failing.failed and all(readings)
+        found = slot(mirror, "jti", "a")
+        assert found is not None and found != PENDING
+        assert mirror.keeper is not None and mirror.keeper.resyncs == 1
+    finally:
+        await mirror.stop()
 
 
 class HeldNames(StoreLayer):
