@@ -25,6 +25,7 @@ implies TLS. The hosts are startup nodes: any reachable one is enough.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -34,9 +35,9 @@ from typing import Any, Final
 from redis import exceptions as rex
 from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 
-from revoker.errors import ConfigError, InvalidInput, StoreError, StoreUnavailable
+from revoker.errors import ConfigError, InvalidInput, StoreChanged, StoreError, StoreUnavailable
 from revoker.model import Record
-from revoker.store.base import RecordFilter, StoreHealth, Upserted
+from revoker.store.base import ExportRow, RecordFilter, StoreHealth, Upserted
 from revoker.store.redis import (
     SCAN_COUNT,
     SCAN_ROUNDS,
@@ -202,6 +203,33 @@ class ClusterStore(RedisStore):
                 shard += 1
         next_cursor = f"{shard}.{scan_cursor}.0" if shard < len(shards) else None
         return found, next_cursor
+
+    async def _export_page(self, cursor: str | None,
+                           count: int) -> tuple[list[ExportRow], str | None]:
+        """A listing page (``_scan``) whose cursor also names the primaries and their
+        run ids, read before and after it: a shard's SCAN cursor means nothing to another
+        process (a replica promoted by a failover, a restarted node), where resuming it
+        could skip keys that a mirror would then never hold. A page that meets another
+        set of primaries raises ``StoreChanged`` and the load starts over."""
+        expected, _, listing = (cursor or "").rpartition("/")
+        before = await self._primaries_signature()
+        if cursor and before != expected:
+            raise StoreChanged("the cluster's primaries changed during an export: it "
+                               "starts over")
+        rows, following = await super()._export_page(listing or None, count)
+        if await self._primaries_signature() != before:
+            raise StoreChanged("the cluster's primaries changed during an export: it "
+                               "starts over")
+        return rows, (None if following is None else f"{before}/{following}")
+
+    async def _primaries_signature(self) -> str:
+        """A digest of every primary's address and run id, in slot order."""
+        await self._ensure_initialized(self.cold_client)
+        seen = []
+        for node in self._shards():
+            info = _as_dict(await node.execute_command("INFO", "server"))
+            seen.append(f"{node.name}={_text(info.get('run_id', ''))}")
+        return hashlib.blake2b(" ".join(seen).encode(), digest_size=8).hexdigest()
 
     async def _ensure_initialized(self, client: Any) -> None:
         """Node-level commands bypass the cluster client's own topology handling: load

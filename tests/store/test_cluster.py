@@ -171,6 +171,45 @@ def _serves_slot_zero(node: RedisProcess) -> bool:
     return False
 
 
+async def test_a_mirror_load_that_meets_a_failover_starts_over(prefix: str) -> None:
+    """A replica is promoted in the middle of a mirror's load, and the store learns the
+    new topology before its next page: resuming the shard's SCAN cursor on the promoted
+    replica (another process, another table layout) could skip records the mirror would
+    then never hold. The page is refused and the load starts over."""
+    group = await asyncio.to_thread(RedisClusterGroup().start)
+    store = ClusterStore(group.url, prefix=prefix, timeout_s=2.0, events_maxlen=1000)
+    mirror: MirrorStore | None = None
+    try:
+        await store.open()
+        values = [f"r{i}" for i in range(20_000)]
+        for start in range(0, len(values), 2000):
+            await store.upsert_many([record("jti", v) for v in values[start:start + 2000]],
+                                    at=1)
+        held = HeldSecondPage(store)
+        mirror = MirrorStore(held, block_ms=200)
+        await mirror.start()
+        await asyncio.wait_for(held.held.wait(), 10)
+        first = next(n for n in group.primary_nodes() if _serves_slot_zero(n))
+        replica = next(n for n in group.nodes if n is not first and
+                       f"master_port:{first.port}".encode() in n.cli("INFO", "replication"))
+        replica.cli("CLUSTER", "FAILOVER")
+        await eventually(lambda: b"role:master" in replica.cli("INFO", "replication"),
+                         timeout_s=30)
+        await asyncio.to_thread(group.wait_healthy)
+        await store.cold_client.nodes_manager.initialize()  # e.g. after a MOVED elsewhere
+        held.released.set()
+        await eventually(lambda: mirror is not None and mirror.in_sync, timeout_s=60)
+        assert mirror.keeper is not None and mirror.keeper.table is not None
+        missing = [v for v in values
+                   if mirror.keeper.table.find(fingerprint("jti", v)) is None]
+        assert missing == []
+    finally:
+        if mirror is not None:
+            await mirror.stop()
+        await store.close()
+        await asyncio.to_thread(group.stop)
+
+
 async def test_a_mirror_load_that_meets_a_restarted_primary_starts_over(prefix: str) -> None:
     """The primary being scanned restarts (from its AOF, same address) in the middle of a
     mirror's load. Its SCAN cursor means nothing to the new process, where resuming could
