@@ -213,11 +213,9 @@ class ClusterStore(RedisStore):
         set of primaries raises ``StoreChanged`` and the load starts over."""
         expected, _, listing = (cursor or "").rpartition("/")
         before = await self._primaries_signature()
-        if cursor and before != expected:
-            raise StoreChanged("the cluster's primaries changed during an export: it "
-                               "starts over")
         rows, following = await super()._export_page(listing or None, count)
-        if await self._primaries_signature() != before:
+        after = await self._primaries_signature()
+        if after != before or (cursor and before != expected):
             raise StoreChanged("the cluster's primaries changed during an export: it "
                                "starts over")
         return rows, (None if following is None else f"{before}/{following}")

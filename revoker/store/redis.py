@@ -364,13 +364,15 @@ class RedisStore(Store):
         if not self.same_slot_events:
             return await super()._export_page(cursor, count)
         pattern, skip = self.keys.record_pattern(), len(self.prefix.encode())
+
+        def step(pipe: Any, at: int) -> object:
+            return pipe.evalsha(EXPORT.sha, 0, at, pattern, count, skip)
+
         try:
-            flat, server = await self._on_one_server(
-                cursor, lambda pipe, at: pipe.evalsha(EXPORT.sha, 0, at, pattern, count, skip))
+            flat, server = await self._on_one_server(cursor, step)
         except rex.NoScriptError:
             await self.cold_client.script_load(EXPORT.source)
-            flat, server = await self._on_one_server(
-                cursor, lambda pipe, at: pipe.evalsha(EXPORT.sha, 0, at, pattern, count, skip))
+            flat, server = await self._on_one_server(cursor, step)
         never = codec.NEVER
         rows: list[ExportRow] = [
             (flat[i], flat[i + 2], never if flat[i + 1] == -1 else flat[i + 1],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -171,12 +171,12 @@ def _serves_slot_zero(node: RedisProcess) -> bool:
     return False
 
 
-async def test_a_mirror_load_that_meets_a_failover_starts_over(prefix: str) -> None:
-    """A replica is promoted in the middle of a mirror's load, and the store learns the
-    new topology before its next page: resuming the shard's SCAN cursor on the promoted
-    replica (another process, another table layout) could skip records the mirror would
-    then never hold. The page is refused and the load starts over."""
-    group = await asyncio.to_thread(RedisClusterGroup().start)
+async def _mirror_load_across(prefix: str, disrupt: Callable[[RedisClusterGroup,
+                                                               ClusterStore], Awaitable[None]],
+                             *, extra_args: Sequence[str] = ()) -> None:
+    """A mirror's load of 20,000 records from a cluster of its own, with ``disrupt`` done
+    while its second page is held: the mirror must end with every record."""
+    group = await asyncio.to_thread(RedisClusterGroup(extra_args=extra_args).start)
     store = ClusterStore(group.url, prefix=prefix, timeout_s=2.0, events_maxlen=1000)
     mirror: MirrorStore | None = None
     try:
@@ -189,7 +189,33 @@ async def test_a_mirror_load_that_meets_a_failover_starts_over(prefix: str) -> N
         mirror = MirrorStore(held, block_ms=200)
         await mirror.start()
         await asyncio.wait_for(held.held.wait(), 10)
-        first = next(n for n in group.primary_nodes() if _serves_slot_zero(n))
+        await disrupt(group, store)
+        held.released.set()
+        await eventually(lambda: mirror is not None and mirror.in_sync, timeout_s=60)
+        assert mirror.keeper is not None and mirror.keeper.table is not None
+        missing = [v for v in values
+                   if mirror.keeper.table.find(fingerprint("jti", v)) is None]
+        assert missing == []
+    finally:
+        if mirror is not None:
+            await mirror.stop()
+        await store.close()
+        await asyncio.to_thread(group.stop)
+
+
+def _first_primary(group: RedisClusterGroup) -> RedisProcess:
+    """The primary serving slot 0: the shard a load scans first."""
+    return next(n for n in group.primary_nodes() if _serves_slot_zero(n))
+
+
+async def test_a_mirror_load_that_meets_a_failover_starts_over(prefix: str) -> None:
+    """A replica is promoted in the middle of a mirror's load, and the store learns the
+    new topology before its next page: resuming the shard's SCAN cursor on the promoted
+    replica (another process, another table layout) could skip records the mirror would
+    then never hold. The page is refused and the load starts over."""
+
+    async def failover(group: RedisClusterGroup, store: ClusterStore) -> None:
+        first = _first_primary(group)
         replica = next(n for n in group.nodes if n is not first and
                        f"master_port:{first.port}".encode() in n.cli("INFO", "replication"))
         replica.cli("CLUSTER", "FAILOVER")
@@ -197,17 +223,8 @@ async def test_a_mirror_load_that_meets_a_failover_starts_over(prefix: str) -> N
                          timeout_s=30)
         await asyncio.to_thread(group.wait_healthy)
         await store.cold_client.nodes_manager.initialize()  # e.g. after a MOVED elsewhere
-        held.released.set()
-        await eventually(lambda: mirror is not None and mirror.in_sync, timeout_s=60)
-        assert mirror.keeper is not None and mirror.keeper.table is not None
-        missing = [v for v in values
-                   if mirror.keeper.table.find(fingerprint("jti", v)) is None]
-        assert missing == []
-    finally:
-        if mirror is not None:
-            await mirror.stop()
-        await store.close()
-        await asyncio.to_thread(group.stop)
+
+    await _mirror_load_across(prefix, failover)
 
 
 async def test_a_mirror_load_that_meets_a_restarted_primary_starts_over(prefix: str) -> None:
@@ -215,31 +232,10 @@ async def test_a_mirror_load_that_meets_a_restarted_primary_starts_over(prefix: 
     mirror's load. Its SCAN cursor means nothing to the new process, where resuming could
     skip records the mirror would then never hold: the mirror must end with every record
     (on standalone and Sentinel, export cursors name the server: test_fill.py)."""
-    group = await asyncio.to_thread(
-        RedisClusterGroup(extra_args=["--appendonly", "yes", "--appendfsync", "always"]).start)
-    store = ClusterStore(group.url, prefix=prefix, timeout_s=2.0, events_maxlen=1000)
-    mirror: MirrorStore | None = None
-    try:
-        await store.open()
-        values = [f"r{i}" for i in range(20_000)]
-        for start in range(0, len(values), 2000):
-            await store.upsert_many([record("jti", v) for v in values[start:start + 2000]],
-                                    at=1)
-        held = HeldSecondPage(store)
-        mirror = MirrorStore(held, block_ms=200)
-        await mirror.start()
-        await asyncio.wait_for(held.held.wait(), 10)
-        first = next(n for n in group.primary_nodes() if _serves_slot_zero(n))
-        await asyncio.to_thread(first.restart)
+
+    async def restart(group: RedisClusterGroup, store: ClusterStore) -> None:
+        await asyncio.to_thread(_first_primary(group).restart)
         await asyncio.to_thread(group.wait_healthy)
-        held.released.set()
-        await eventually(lambda: mirror is not None and mirror.in_sync, timeout_s=60)
-        assert mirror.keeper is not None and mirror.keeper.table is not None
-        missing = [v for v in values
-                   if mirror.keeper.table.find(fingerprint("jti", v)) is None]
-        assert missing == []
-    finally:
-        if mirror is not None:
-            await mirror.stop()
-        await store.close()
-        await asyncio.to_thread(group.stop)
+
+    await _mirror_load_across(prefix, restart,
+                              extra_args=["--appendonly", "yes", "--appendfsync", "always"])
