@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from revoker.errors import InvalidInput
@@ -191,12 +191,20 @@ class Claims:
     kid: str | None = None
     client: str | None = None
     iat: float | None = None
+    _pairs: tuple[tuple[str, str], ...] = field(default=(), init=False, repr=False,
+                                                compare=False)
 
-    def lookups(self) -> list[tuple[str, str]]:
+    def __post_init__(self) -> None:
+        # Built once: a verified token's claims are cached with it and checked on every
+        # request that repeats the token.
+        pairs = (("jti", self.jti), ("sub", self.sub), ("sid", self.sid),
+                 ("kid", self.kid), ("client", self.client))
+        object.__setattr__(self, "_pairs", tuple((kind, value) for kind, value in pairs
+                                                 if value is not None))
+
+    def lookups(self) -> tuple[tuple[str, str], ...]:
         """(kind, value) pairs to fetch, in the contract's kind order."""
-        pairs = [("jti", self.jti), ("sub", self.sub), ("sid", self.sid),
-                 ("kid", self.kid), ("client", self.client)]
-        return [(kind, value) for kind, value in pairs if value is not None]
+        return self._pairs
 
 
 def claims_from_token(payload: dict[str, Any], header: dict[str, Any]) -> Claims:

@@ -115,6 +115,13 @@ SWEEP_SHARE: Final = 0.01
 #: Readings of a table a lookup tries before it asks the store instead (the keeper was
 #: writing every time).
 READ_SPINS: Final = 100
+#: Fingerprints a worker remembers, by (kind, value): the same kid, client and subject recur
+#: across tokens, and a gateway repeats each token. At most 512-byte values: at most 8 MiB
+#: (about 1 MiB for UUID-length values). Emptied when full.
+FP_MEMO_SIZE: Final = 16_384
+#: Lookups a worker remembers as having found nothing in one state of the table (at most
+#: five 512-byte values each: at most 10 MiB). Emptied when full or when the table changes.
+ABSENT_SIZE: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -777,6 +784,32 @@ def _apply(tables: list[Table], events: list[Event], position: Position) -> Posi
     return Position(events[-1].id, added)
 
 
+class Absences:
+    """Lookups that found nothing in one state of one table: a gateway repeats each token,
+    and between two writes the answer cannot change.
+
+    A state is the table's write sequence: every write moves it (``Table.begin``/``end``),
+    so a remembered absence is used only while the sequence reads what it read when the
+    probe found nothing. Any revocation, expiry sweep or fill forgets them all; a new table
+    (another generation) is another object. Freshness is not this class's concern: the
+    caller asks the control page first, on every lookup, as without it."""
+
+    __slots__ = ("keys", "seq", "table")
+
+    def __init__(self) -> None:
+        self.table: Table | None = None
+        self.seq = -1
+        self.keys: set[tuple[tuple[str, str], ...]] = set()
+
+    def known(self, table: Table, key: tuple[tuple[str, str], ...]) -> bool:
+        return table is self.table and key in self.keys and table.seq == self.seq
+
+    def remember(self, table: Table, seq: int, key: tuple[tuple[str, str], ...]) -> None:
+        if table is not self.table or seq != self.seq or len(self.keys) >= ABSENT_SIZE:
+            self.table, self.seq, self.keys = table, seq, set()
+        self.keys.add(key)
+
+
 class MirrorStore(StoreLayer):
     """The wrapped store, with lookups answered from the host's table while it is in sync.
 
@@ -801,6 +834,8 @@ class MirrorStore(StoreLayer):
         self._table: Table | None = None
         self._generation = -1
         self._task: asyncio.Task[None] | None = None
+        self._fps: dict[tuple[str, str], bytes] = {}
+        self._absent = Absences()
 
     @property
     def control(self) -> Control | None:
@@ -846,9 +881,25 @@ class MirrorStore(StoreLayer):
         if old is not None:
             old.close()
 
+    def _fingerprints(self, pairs: Sequence[tuple[str, str]]) -> list[bytes]:
+        """A BLAKE2b per pair costs more than the probe itself: remembered (it never
+        changes), in a dict emptied when full so that distinct values cannot grow it."""
+        memo = self._fps
+        fps = []
+        for pair in pairs:
+            fp = memo.get(pair)
+            if fp is None:
+                if len(memo) >= FP_MEMO_SIZE:
+                    memo.clear()
+                fp = memo[pair] = fingerprint(*pair)
+            fps.append(fp)
+        return fps
+
     def _probe(self, table: Table, pairs: Sequence[tuple[str, str]]
-               ) -> list[tuple[int, int, int] | None] | None:
-        fps = [fingerprint(kind, value) for kind, value in pairs]
+               ) -> tuple[list[tuple[int, int, int] | None], int] | None:
+        """What the table holds for ``pairs``, read consistently, and the write sequence
+        it was read at; None when the keeper was writing every time."""
+        fps = self._fingerprints(pairs)
         find = table.find
         for _ in range(READ_SPINS):
             seq = table.seq
@@ -856,7 +907,7 @@ class MirrorStore(StoreLayer):
                 continue
             found = [find(fp) for fp in fps]
             if table.seq == seq:
-                return found
+                return found, seq
         return None
 
     async def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
@@ -866,9 +917,18 @@ class MirrorStore(StoreLayer):
         issued after a subject's cutoff is accepted without a store read. ``complete``
         fetches the details of the records that did decide a check."""
         table = self._view()
-        found = self._probe(table, pairs) if table is not None else None
-        if found is None:
+        if table is None:
             return await self.inner.get_many(pairs)
+        key = tuple(pairs)
+        if self._absent.known(table, key):
+            return [None] * len(key)
+        read = self._probe(table, key)
+        if read is None:
+            return await self.inner.get_many(pairs)
+        found, seq = read
+        if not any(found):
+            self._absent.remember(table, seq, key)
+            return [None] * len(key)
         now = self.clock()
         out: list[Record | None] = [None] * len(pairs)
         pending: list[int] = []

@@ -18,9 +18,9 @@ from revoker.store import open_store
 from revoker.store.base import Store
 from revoker.store.batcher import BatchingStore
 from revoker.store.layer import StoreLayer
-from revoker.store.mirror import Gap, MirrorStore
+from revoker.store.mirror import ABSENT_SIZE, Absences, Gap, MirrorStore
 from revoker.store.redis import RedisStore
-from revoker.store.shared import fingerprint
+from revoker.store.shared import Table, fingerprint
 from revoker.web.app import create_app
 from tests.conftest import FakeClock
 from tests.lane_server import LaneTestServer
@@ -114,6 +114,42 @@ async def test_revoke_and_unrevoke_propagate(store: Store,
     assert await svc.unrevoke("jti", "stolen") is not None
     await eventually(lambda: not held(mirror, "jti", "stolen"))
     assert not (await checker.check(Claims(jti="stolen"))).revoked
+
+
+async def test_a_repeated_lookup_that_found_nothing_sees_the_next_write(
+        store: Store, mirrors: Callable[..., MirrorStore]) -> None:
+    """A token checked again and again (a gateway's case) is answered from what the last
+    probe found while the table is unchanged; the first write after it, here a revocation
+    of its subject, is seen by the very next check."""
+    mirror = mirrors()
+    await mirror.start()
+    await eventually(lambda: settled(mirror))
+    checker = Revoker(mirror, lifetimes=LIFETIMES)
+    claims = Claims(jti="repeated", sub="dora", iat=time.time() - 60)
+    for _ in range(3):
+        assert not (await checker.check(claims, details=False)).revoked
+    await writer(store).revoke(RevokeRequest("sub", "dora"), actor="t")
+    await eventually(lambda: held(mirror, "sub", "dora"))
+    assert (await checker.check(claims, details=False)).revoked
+
+
+def test_absences_hold_only_for_the_table_state_they_were_seen_in() -> None:
+    table, other = Table.create(None, 1024), Table.create(None, 1024)
+    absences = Absences()
+    key = (("jti", "a"), ("sub", "b"))
+    absences.remember(table, table.seq, key)
+    assert absences.known(table, key)
+    assert not absences.known(table, (("jti", "a"),))
+    assert not absences.known(other, key)
+    table.begin()  # a write under way: the table may already hold the key
+    assert not absences.known(table, key)
+    table.put(fingerprint("sub", "b"), 1, 2**32 - 2, 0)
+    table.end()
+    assert not absences.known(table, key)
+    absences.remember(table, table.seq, key)
+    for i in range(ABSENT_SIZE):  # bounded: a full memory starts again
+        absences.remember(table, table.seq, (("jti", f"x{i}"),))
+    assert len(absences.keys) <= ABSENT_SIZE and not absences.known(table, key)
 
 
 async def test_cutoff_kinds_keep_their_rule(store: Store,

@@ -276,7 +276,7 @@ def test_cache_key_is_a_digest_not_the_token(validator: TokenValidator, keyset: 
                                              clock: FakeClock) -> None:
     token = keyset.token(now=clock.now)
     validator.validate(token)
-    assert all(len(key) == 20 and token.encode() not in key for key in validator._cache)
+    assert all(len(key) == 32 and token.encode() not in key for key in validator._cache)
 
 
 # -- key sources -------------------------------------------------------------------------
