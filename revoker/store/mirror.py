@@ -116,8 +116,8 @@ SWEEP_SHARE: Final = 0.01
 #: writing every time).
 READ_SPINS: Final = 100
 #: Fingerprints a worker remembers, by (kind, value): the same kid, client and subject recur
-#: across tokens, and a gateway repeats each token. At most 512-byte values: at most 8 MiB
-#: (about 1 MiB for UUID-length values). Emptied when full.
+#: across tokens. At most 512-byte values: at most 8 MiB (about 1 MiB for UUID-length
+#: values). Emptied when full.
 FP_MEMO_SIZE: Final = 16_384
 #: Lookups a worker remembers as having found nothing in one state of the table (at most
 #: five 512-byte values each: at most 10 MiB). Emptied when full or when the table changes.
@@ -883,10 +883,15 @@ class MirrorStore(StoreLayer):
 
     def _fingerprints(self, pairs: Sequence[tuple[str, str]]) -> list[bytes]:
         """A BLAKE2b per pair costs more than the probe itself: remembered (it never
-        changes), in a dict emptied when full so that distinct values cannot grow it."""
+        changes), in a dict emptied when full so that distinct values cannot grow it. Not
+        for a jti, which is one token's: a repeated token is ``Absences``' case, and
+        distinct jtis would only churn the dict."""
         memo = self._fps
         fps = []
         for pair in pairs:
+            if pair[0] == "jti":
+                fps.append(fingerprint(*pair))
+                continue
             fp = memo.get(pair)
             if fp is None:
                 if len(memo) >= FP_MEMO_SIZE:
