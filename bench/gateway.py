@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/gateway.py                        # 3 s per row, 3 rounds (~4 min)
     .venv/bin/python bench/gateway.py --duration 2 --rounds 2 --only gateway
+    .venv/bin/python bench/gateway.py --against HEAD~1 --access-log default   # A/B, one run
 
 Needs ``nginx``, ``wrk`` and ``redis-server`` (Debian: ``apt-get install -y nginx wrk
 redis-server``). Starts its own Redis on a free port and, each on its own free port:
@@ -22,6 +23,11 @@ redis-server``). Starts its own Redis on a free port and, each on its own free p
 - revoker (``revoker serve``, ``REVOKER_WORKERS=2``, uvloop) in strict and mirror mode, each
   with ``REVOKER_ACCESS_LOG`` at its default (``skip-hot-2xx``: no line for these rows' 2xx
   answers) and at ``all`` (a line per request; INFO, text, stderr to a file).
+
+With ``--against REF``, each revoker row is measured a second time against that git ref's
+revoker (checked out in a temporary worktree, its own key prefix in the same Redis), in the
+same rounds: on a shared machine, a change is judged by the two rows of one run, not by two
+runs.
 
 Rows (wrk over loopback, 64 connections, 2 threads, ``bench/wrk/mix.lua``'s authz row: one
 repeated valid RS256 token, ``GET /orders/7``):
@@ -67,6 +73,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.refs import checkout  # noqa: E402
 from bench.run import CONNECTIONS, THREADS, Server, run_wrk, spawn, write_results  # noqa: E402
 from revoker import apikeys  # noqa: E402
 from tests.nginx_conf import main_conf  # noqa: E402
@@ -163,6 +170,8 @@ class Variant:
     label: str
     mode: str | None = None
     access_log: str | None = None
+    #: Another version's worktree (``--against``): that revoker is the one served.
+    tree: Path | None = None
 
 
 def start_variant(variant: Variant, tmp: Path, redis_url: str, keys: Keys,
@@ -178,10 +187,15 @@ def start_variant(variant: Variant, tmp: Path, redis_url: str, keys: Keys,
            "REVOKER_API_KEYS": keys.keys_line, "REVOKER_CHECK_MODE": variant.mode,
            "REVOKER_LOG_LEVEL": "INFO", "REVOKER_LOG_FORMAT": log_format,
            "REVOKER_JWT_PUBLIC_KEYS": str(keys.key_dir), "REVOKER_JWT_ALGORITHMS": "RS256",
-           "REVOKER_KEY_PREFIX": f"{variant.mode}:"}
+           "REVOKER_KEY_PREFIX": f"{variant.mode}:{'ref:' if variant.tree else ''}"}
     if variant.access_log is not None:
         env["REVOKER_ACCESS_LOG"] = variant.access_log
-    return Server(variant.label, port, [spawn([PY, "-m", "revoker", "serve"], log, env)], log)
+    command = [PY, "-m", "revoker", "serve"]
+    if variant.tree is None:
+        return Server(variant.label, port, [spawn(command, log, env)], log)
+    # ``-m`` imports from the working directory first, the workers inherit its path
+    env["PYTHONPATH"] = str(variant.tree)
+    return Server(variant.label, port, [spawn(command, log, env, cwd=variant.tree)], log)
 
 
 def revoke_some(server: Server, keys: Keys, count: int) -> Path:
@@ -288,6 +302,7 @@ class Bench:
         # nginx's workers run as an unprivileged user: they must reach app.sock in here
         self.tmp.chmod(0o711)
         self.rows: dict[tuple[str, str], Row] = {}
+        self.ref_tree: Path | None = None  # --against's worktree, once checked out
 
     def wanted(self, group: str) -> bool:
         return not self.args.only or group in self.args.only.split(",")
@@ -296,8 +311,11 @@ class Bench:
         out = [Variant("floor (aiohttp 200)")]
         for mode in self.args.modes.split(","):
             for setting in self.args.access_log.split(","):
-                out.append(Variant(f"revoker {mode} log={setting}", mode,
-                                   None if setting == "default" else setting))
+                access_log = None if setting == "default" else setting
+                out.append(Variant(f"revoker {mode} log={setting}", mode, access_log))
+                if self.ref_tree is not None:
+                    out.append(Variant(f"revoker {mode} log={setting} @{self.args.against}",
+                                       mode, access_log, self.ref_tree))
         return out
 
     def jobs(self, stack: contextlib.ExitStack, redis: RedisProcess) -> list[Job]:
@@ -363,6 +381,8 @@ class Bench:
         started = time.monotonic()
         try:
             with contextlib.ExitStack() as stack:
+                if self.args.against:
+                    self.ref_tree = stack.enter_context(checkout(self.args.against))
                 jobs = self.jobs(stack, redis)
                 redis_pid = redis.proc.pid if redis.proc else 0
                 for job in jobs:  # warm-up: caches, connections, JIT-free but page-faulted
@@ -492,6 +512,8 @@ def main() -> None:
                              "(default: default,all)")
     parser.add_argument("--log-format", default="text", choices=("text", "json"))
     parser.add_argument("--only", default="", help="gateway, direct (default: both)")
+    parser.add_argument("--against", default="",
+                        help="a git ref whose revoker is measured beside this one")
     for tool in ("nginx", "wrk", "redis-server"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed (Debian: apt-get install -y {tool})")

@@ -147,11 +147,11 @@ class Server:
             time.sleep(0.1)
 
 
-def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None
-          ) -> subprocess.Popen[bytes]:
+def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None, *,
+          cwd: Path = ROOT) -> subprocess.Popen[bytes]:
     # stderr to a file, not a pipe nobody reads: servers now live through every round
     with log.open("ab") as err:
-        return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=ROOT,
+        return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd,
                                 stdout=subprocess.DEVNULL, stderr=err)
 
 

@@ -116,11 +116,12 @@ SWEEP_SHARE: Final = 0.01
 #: writing every time).
 READ_SPINS: Final = 100
 #: Fingerprints a worker remembers, by (kind, value): the same kid, client and subject recur
-#: across tokens. At most 512-byte values: at most 8 MiB (about 1 MiB for UUID-length
-#: values). Emptied when full.
+#: across tokens. With values of the longest kind (512 bytes) about 10 MiB at most, about
+#: 2 MiB for UUID-length ones. Emptied when full.
 FP_MEMO_SIZE: Final = 16_384
-#: Lookups a worker remembers as having found nothing in one state of the table (at most
-#: five 512-byte values each: at most 10 MiB). Emptied when full or when the table changes.
+#: Lookups a worker remembers as having found nothing in one state of the table (up to five
+#: values each: about 12 MiB at most with 512-byte values). Emptied when full or when the
+#: table changes.
 ABSENT_SIZE: Final = 4096
 
 

@@ -18,7 +18,7 @@ from revoker.store import open_store
 from revoker.store.base import Store
 from revoker.store.batcher import BatchingStore
 from revoker.store.layer import StoreLayer
-from revoker.store.mirror import ABSENT_SIZE, Absences, Gap, MirrorStore
+from revoker.store.mirror import ABSENT_SIZE, FP_MEMO_SIZE, Absences, Gap, MirrorStore
 from revoker.store.redis import RedisStore
 from revoker.store.shared import Table, fingerprint
 from revoker.web.app import create_app
@@ -150,6 +150,18 @@ def test_absences_hold_only_for_the_table_state_they_were_seen_in() -> None:
     for i in range(ABSENT_SIZE):  # bounded: a full memory starts again
         absences.remember(table, table.seq, (("jti", f"x{i}"),))
     assert len(absences.keys) <= ABSENT_SIZE and not absences.known(table, key)
+
+
+async def test_remembered_fingerprints_are_right_and_bounded(
+        mirrors: Callable[..., MirrorStore]) -> None:
+    """Distinct values (an attacker's, or many users') cannot grow a worker's memory of
+    fingerprints; jtis, one token's each, are not kept at all."""
+    mirror = mirrors()
+    pairs = [("sub", f"user-{i}") for i in range(FP_MEMO_SIZE + 10)] + [("jti", "j1")]
+    assert mirror._fingerprints(pairs) == [fingerprint(k, v) for k, v in pairs]
+    assert mirror._fingerprints(pairs[:3]) == [fingerprint(k, v) for k, v in pairs[:3]]
+    assert 0 < len(mirror._fps) <= FP_MEMO_SIZE
+    assert all(kind != "jti" for kind, _ in mirror._fps)
 
 
 async def test_cutoff_kinds_keep_their_rule(store: Store,
