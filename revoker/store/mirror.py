@@ -52,7 +52,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 from revoker import metrics
 from revoker.errors import StoreChanged, StoreError
-from revoker.model import Event, Record, parse_stream_id
+from revoker.model import KINDS, Event, Record, parse_stream_id
 from revoker.store import checkpoint
 from revoker.store.base import EventTail, Store, StoreHealth, StreamState
 from revoker.store.checkpoint import Checkpointing
@@ -123,6 +123,9 @@ FP_MEMO_SIZE: Final = 16_384
 #: values each: about 12 MiB at most with 512-byte values). Emptied when full or when the
 #: table changes.
 ABSENT_SIZE: Final = 4096
+#: The longest lookup remembered: one token's, a pair per kind. A batch check's lookup (up to
+#: thousands of pairs) is not a gateway's repeat, and would make the memory unbounded.
+ABSENT_PAIRS: Final = len(KINDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -933,7 +936,8 @@ class MirrorStore(StoreLayer):
             return await self.inner.get_many(pairs)
         found, seq = read
         if not any(found):
-            self._absent.remember(table, seq, key)
+            if len(key) <= ABSENT_PAIRS:
+                self._absent.remember(table, seq, key)
             return [None] * len(key)
         now = self.clock()
         out: list[Record | None] = [None] * len(pairs)

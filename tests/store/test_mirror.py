@@ -164,6 +164,20 @@ async def test_remembered_fingerprints_are_right_and_bounded(
     assert all(kind != "jti" for kind, _ in mirror._fps)
 
 
+async def test_a_batch_lookup_is_not_remembered(mirrors: Callable[..., MirrorStore]) -> None:
+    """Only one token's lookup (a pair per kind) is remembered: a batch check of a thousand
+    distinct claims would otherwise keep thousands of values per entry."""
+    mirror = mirrors()
+    await mirror.start()
+    await eventually(lambda: settled(mirror))
+    batch = [("sub", f"nobody-{i}") for i in range(1000)]
+    assert await mirror.get_many(batch) == [None] * 1000
+    assert tuple(batch) not in mirror._absent.keys
+    token = (("jti", "j"), ("sub", "s"), ("sid", "x"), ("kid", "k"), ("client", "c"))
+    assert await mirror.get_many(token) == [None] * 5
+    assert token in mirror._absent.keys
+
+
 async def test_cutoff_kinds_keep_their_rule(store: Store,
                                             mirrors: Callable[..., MirrorStore]) -> None:
     mirror = mirrors()
