@@ -796,7 +796,10 @@ class Absences:
     so a remembered absence is used only while the sequence reads what it read when the
     probe found nothing. Any revocation, expiry sweep or fill forgets them all; a new table
     (another generation) is another object. Freshness is not this class's concern: the
-    caller asks the control page first, on every lookup, as without it."""
+    caller asks the control page first, on every lookup, as without it.
+
+    Only one token's lookup is kept (``ABSENT_PAIRS``), so the memory stays bounded; a
+    batch's is neither kept nor looked for."""
 
     __slots__ = ("keys", "seq", "table")
 
@@ -806,9 +809,12 @@ class Absences:
         self.keys: set[tuple[tuple[str, str], ...]] = set()
 
     def known(self, table: Table, key: tuple[tuple[str, str], ...]) -> bool:
-        return table is self.table and key in self.keys and table.seq == self.seq
+        return table is self.table and len(key) <= ABSENT_PAIRS and key in self.keys \
+            and table.seq == self.seq
 
     def remember(self, table: Table, seq: int, key: tuple[tuple[str, str], ...]) -> None:
+        if len(key) > ABSENT_PAIRS:
+            return
         if table is not self.table or seq != self.seq or len(self.keys) >= ABSENT_SIZE:
             self.table, self.seq, self.keys = table, seq, set()
         self.keys.add(key)
@@ -936,8 +942,7 @@ class MirrorStore(StoreLayer):
             return await self.inner.get_many(pairs)
         found, seq = read
         if not any(found):
-            if len(key) <= ABSENT_PAIRS:
-                self._absent.remember(table, seq, key)
+            self._absent.remember(table, seq, key)
             return [None] * len(key)
         now = self.clock()
         out: list[Record | None] = [None] * len(pairs)
