@@ -17,7 +17,9 @@ from revoker.model import KINDS
 REPLAY_TAGS: Final = ("bcl", "set")
 EVENTS: Final = "events"
 _GLOB_SPECIAL: Final = frozenset("*?[]\\")
-_KIND_BYTES: Final = frozenset(kind.encode() for kind in KINDS)
+#: ``kind:`` as a record name starts; a name that is only that has no value.
+_KIND_HEADS: Final = tuple(f"{kind}:".encode() for kind in KINDS)
+_BARE_HEADS: Final = frozenset(_KIND_HEADS)
 
 
 def replay_suffix(tag: str, scope: str, token_id: str) -> str:
@@ -72,10 +74,8 @@ class Keys:
         """The ``kind:value`` (bytes) of the record keys among ``keys``, which a SCAN of
         ``record_pattern()`` found (so they all start with the prefix): the stream and
         the guards are left out. A mirror's first load runs this over every key."""
-        skip, kinds, names = len(self.prefix.encode()), _KIND_BYTES, []
-        for key in keys:
-            name = key[skip:]
-            kind, sep, value = name.partition(b":")
-            if sep and value and kind in kinds:
-                names.append(name)
-        return names
+        skip = len(self.prefix.encode())
+        # Comprehensions and C-level tests: a cold load runs this ten million times.
+        names = [key[skip:] for key in keys]
+        return [name for name in names
+                if name.startswith(_KIND_HEADS) and name not in _BARE_HEADS]

@@ -289,13 +289,13 @@ class Table:
         load's keys, before anyone reads the table (no write section)."""
         mm, capacity, used = self.mm, self.capacity, self.used
         blake2b, from_bytes, pending = hashlib.blake2b, int.from_bytes, _PENDING_VALUES
-        for name in names:
+        end = HEADER_BYTES + capacity * SLOT_BYTES
+        for name in names:  # the probe steps by byte offsets: no index arithmetic per slot
             fp = blake2b(name, digest_size=FP_BYTES).digest()
             if fp == EMPTY:
                 fp = b"\x01" + fp[1:]
-            i = from_bytes(fp[:8], "little") % capacity
+            at = HEADER_BYTES + from_bytes(fp[:8], "little") % capacity * SLOT_BYTES
             while True:
-                at = HEADER_BYTES + i * SLOT_BYTES
                 got = mm[at:at + FP_BYTES]
                 if got == EMPTY:
                     mm[at:at + SLOT_BYTES] = fp + pending
@@ -303,7 +303,9 @@ class Table:
                     break
                 if got == fp:  # SCAN may return a key twice
                     break
-                i = i + 1 if i + 1 < capacity else 0
+                at += SLOT_BYTES
+                if at == end:
+                    at = HEADER_BYTES
         self._set_used(used)
 
     def fill(self, rows: Iterable[tuple[bytes, int, int, int | None]]) -> int:

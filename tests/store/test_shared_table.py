@@ -202,6 +202,28 @@ def test_names_load_as_pending_entries_and_fill_gives_them_their_details() -> No
     assert table.used == 3
 
 
+@given(st.lists(st.integers(0, 30), max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_a_names_load_holds_each_name_once_wherever_it_probes(keys: list[int]) -> None:
+    """A table of 16 slots: homes collide and probes wrap around its end."""
+    names = [f"jti:{key}".encode() for key in keys][:12]  # below 16: an empty slot is left
+    table = Table.create(None, 16)
+    table.load_names(names)
+    assert table.used == len(set(names))
+    for other in range(31):
+        held = f"jti:{other}".encode() in names
+        assert table.find(fingerprint("jti", str(other))) == (PENDING if held else None)
+
+
+def test_a_names_load_wraps_past_the_last_slot() -> None:
+    table = Table.create(None, 8)
+    last = [name for name in (f"jti:{i}".encode() for i in range(500))
+            if int.from_bytes(fingerprint_of(name)[:8], "little") % 8 == 7][:3]
+    table.load_names(last)  # homes in the last slot: the second and third wrap to 0 and 1
+    assert table.used == 3
+    assert all(table.find(fingerprint_of(name)) == PENDING for name in last)
+
+
 def test_fill_leaves_what_an_event_wrote_or_killed() -> None:
     """The fill's page may be older than an event applied before it: an entry that is
     not pending is never overwritten, whatever the page says."""
