@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The benchmark: revoker and its baselines, side by side, in one run.
 
-    .venv/bin/python bench/run.py                 # full run: 5 s per row, 3 rounds (~11 min)
+    .venv/bin/python bench/run.py                 # full run: 5 s per row, 3 rounds (~13 min)
     .venv/bin/python bench/run.py --duration 2 --rounds 2 --only hello,naive,check
 
 Starts its own redis-server on a free port and loads 100k revocations under each revoker
@@ -31,8 +31,16 @@ as the median of the per-round ratios (row req/s / that baseline's req/s in the 
 plus the min-max of the per-round x-hello ratio. The PASS/FAIL targets use the medians. The
 JSON keeps every round's raw measurements ("rounds") besides the medians ("rows").
 
-Duration: the default (5 s per row, 3 rounds, 1 and 2 workers) is 108 wrk runs of 5 s, i.e.
-9 minutes of load plus about 2 minutes of loading, warm-ups and propagation: ~11 minutes.
+Latency is compared at one load: after each round's rows, hello and every mode's
+``GET /v1/check`` row run again "paced" (mix.lua's BENCH_DELAY_MS: each connection waits
+after an answer), all at the same request rate, half the slowest of those check rows' rate
+in that round. The p99 target is the paced check's p99 minus the paced hello's. Measured
+as fast as each server answers, a p99 is the queue behind each answer's CPU time (64
+connections wait on a server that answers half as fast twice as long), which the throughput
+ratios already judge; that difference is printed for information.
+
+Duration: the default (5 s per row, 3 rounds, 1 and 2 workers) is 126 wrk runs of 5 s, i.e.
+10.5 minutes of load plus about 2 minutes of loading, warm-ups and propagation: ~13 minutes.
 
 Not part of the test suite. Numbers are only meaningful on a quiet machine.
 """
@@ -63,12 +71,15 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import prep  # noqa: E402
+from bench.report import PACED  # noqa: E402
 from tests.redis_proc import RedisProcess, free_port, wait_port  # noqa: E402
 
 PY = sys.executable
 LUA = HERE / "wrk" / "mix.lua"
 CONNECTIONS = 64
 THREADS = 2
+#: The paced rows' request rate, as a share of the slowest revoker check row's in the round.
+PACE_SHARE = 0.5
 CHECK_ROW = "GET /v1/check/{jti}"
 TICK = os.sysconf("SC_CLK_TCK")
 BASELINES = ("hello", "naive", "nginx")
@@ -209,10 +220,14 @@ def run_wrk(port: int, env: dict[str, str], duration_s: float,
 
 
 def wrk(port: int, row: str, *, duration_s: float, data: Path | None, key: str,
-        server: Server, redis_pid: int, others: list[int] | None = None) -> Measure:
+        server: Server, redis_pid: int, others: list[int] | None = None,
+        delay_ms: int | None = None) -> Measure:
+    """``delay_ms``: paced (mix.lua's BENCH_DELAY_MS) instead of as fast as answered."""
     env = {"BENCH_ROW": row, "BENCH_KEY": key}
     if data is not None:
         env["BENCH_DATA"] = str(data)
+    if delay_ms is not None:
+        env["BENCH_DELAY_MS"] = str(delay_ms)
     result, wrk_cpu, (server_cpu, redis_cpu, others_cpu) = run_wrk(
         port, env, duration_s, [server.pids(), [redis_pid], others or []])
     n = max(result["requests"], 1)
@@ -312,6 +327,8 @@ def summarize(samples: list[Sample], modes: list[str]) -> list[Row]:
     rows = []
     for (name, target, workers), by_round in figures.items():
         hello, naive = baseline("hello", workers), baseline("naive", workers)
+        if name.endswith(PACED):  # a paced row's rate is set, not measured: no ratios
+            hello = naive = {}
         rounds = sorted(by_round)
         rows.append(Row(
             name, target, workers, combine([by_round[r] for r in rounds], statistics.median),
@@ -348,10 +365,11 @@ class Bench:
         return self.redis.proc.pid if self.redis.proc else 0
 
     def measure(self, target: Target, job: Job, workers: int, rnd: int, others: list[int],
-                run: int = 1) -> None:
+                run: int = 1, delay_ms: int | None = None) -> None:
         server = target.server
         result = wrk(server.port, job.row, duration_s=self.args.duration, data=job.data,
-                     key=target.key, server=server, redis_pid=self.redis_pid(), others=others)
+                     key=target.key, server=server, redis_pid=self.redis_pid(), others=others,
+                     delay_ms=delay_ms)
         self.samples.append(Sample(job.name, server.name, workers, rnd, run, result))
         print(f"  r{rnd + 1} {job.name:<34} {workers}w {result.rps:>9.0f} req/s  "
               f"p99 {result.p99_ms:6.2f} ms  non2xx {result.non2xx}", flush=True)
@@ -463,8 +481,32 @@ http {{
                 if hello is not None and len(targets) > 1:
                     others = [pid for t in targets if t is not hello for pid in t.server.pids()]
                     self.measure(hello, hello.jobs[0], workers, rnd, others, run=2)
+                    self.paced(targets, hello, workers, rnd)
                 for target in targets:
                     target.server.check_alive()
+
+    def paced(self, targets: list[Target], hello: Target, workers: int, rnd: int) -> None:
+        """The latency target's load: hello and each mode's ``GET /v1/check`` row again, at
+        one request rate for all of them, ``PACE_SHARE`` of the slowest of those rows' rate
+        in this round (so every server has room; at saturation a p99 is the queue behind
+        each answer's CPU time, which the throughput ratios already measure)."""
+        checks = [(target, job) for target in targets if target is not hello
+                  for job in target.jobs if job.row == "check_jti" and
+                  target.server.name.startswith("revoker-")]
+        names = {job.name for _, job in checks}
+        taken = [s.measure.rps for s in self.samples
+                 if s.round == rnd and s.workers == workers and s.name in names]
+        if not taken:
+            return
+        rate = PACE_SHARE * min(taken)
+        delay_ms = max(1, round(CONNECTIONS * 1000 / rate))
+        self.extra.setdefault("paced", []).append(
+            {"workers": workers, "round": rnd, "delay_ms": delay_ms,
+             "rate": round(CONNECTIONS * 1000 / delay_ms)})
+        for target, job in [(hello, hello.jobs[0]), *checks]:
+            others = [pid for t in targets if t is not target for pid in t.server.pids()]
+            self.measure(target, Job(job.name + PACED, job.row, job.data), workers, rnd,
+                         others, delay_ms=delay_ms)
 
     def redis_benchmark(self) -> None:
         if not self.wanted("redis-benchmark"):

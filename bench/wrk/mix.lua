@@ -5,6 +5,9 @@
 -- BENCH_KEY: API key sent as X-Revoker-Key
 -- BENCH_PATH: the path of the authz row (default /v1/authz; bench/gateway.py sends the
 --   authz row to nginx, which asks revoker in an auth_request subrequest)
+-- BENCH_DELAY_MS: when set, each connection waits this long after an answer before its
+--   next request (wrk's delay hook), so that every server gets the same request rate
+--   rather than as many requests as it can answer; latency is timed from the send
 local row = os.getenv("BENCH_ROW") or "check_jti"
 local data_file = os.getenv("BENCH_DATA")
 local revoked_pct = tonumber(os.getenv("BENCH_REVOKED_PCT") or "1")
@@ -14,6 +17,14 @@ local lines = {}
 local counter = 0
 local tag = ""
 local now = os.time()
+
+local pace_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "")
+if pace_ms then
+  -- defined only when pacing: wrk looks for the function once, at start
+  function delay()
+    return pace_ms
+  end
+end
 
 local threads = {}
 local next_id = 0
