@@ -26,7 +26,9 @@ and reports, each beside a baseline measured in the same run:
   ``/readyz`` probes on fresh connections all 200 (the kernel spreads connections over the
   workers, so a worker still loading would answer one of them 503); then to the fill's
   end (the keeper, ready once it holds every record's name, reads their details after:
-  the probes say ``filling: false``), which every later step waits for;
+  the probes say ``filling: false``), which every later step waits for. ``--cold-loads``
+  (3) cold loads in all, the last one the serve the later steps use; the median, the
+  range, and each one's Redis and serve CPU seconds;
 - worker restart: ``kill -9`` of one worker of the loaded serve; time until the supervisor's
   replacement listens and the host is fully ready again, and the replacement's PSS beside
   the killed worker's (a worker that reloaded the mirror holds as much);
@@ -300,6 +302,9 @@ class Readiness:
     worker_pids: list[int] = field(default_factory=list)
     #: When every record's details were in the table too (see ``wait_filled``).
     filled_s: float | None = None
+    #: CPU seconds from spawn to ready: the store's Redis, the serve's processes.
+    redis_cpu_s: float | None = None
+    serve_cpu_s: float | None = None
 
 
 def wait_host_ready(server: Server, workers: int, started: float, *,
@@ -493,12 +498,18 @@ class Scale:
             ready: dict[str, Readiness] = {}
             mirrors: dict[str, Server] = {}
             for name in ("empty", "small", "big"):
+                if name == "big":
+                    self.out["cold_loads"] = self.cold_loads(stores["big"])
                 t0 = time.monotonic()
+                redis_cpu0 = cpu_s([stores[name].proc.pid if stores[name].proc else 0])
                 mirrors[name] = self.serve(f"mirror-{name}", stores[name], "mirror",
                                            **self.checkpoint_env(name))
                 servers.append(mirrors[name])
                 ready[name] = wait_host_ready(mirrors[name], args.workers, t0,
                                               timeout_s=args.ready_timeout)
+                ready[name].redis_cpu_s = round(cpu_s(
+                    [stores[name].proc.pid if stores[name].proc else 0]) - redis_cpu0, 1)
+                ready[name].serve_cpu_s = round(cpu_s(mirrors[name].pids()), 1)
                 ready[name].filled_s = wait_filled(mirrors[name], t0,
                                                    timeout_s=args.ready_timeout)
                 print(f"mirror {name}: ready in {ready[name].ready_s:.2f} s "
@@ -538,6 +549,29 @@ class Scale:
         self.out["peak_pss_gib"] = round(self.watch.peak / GIB, 2)
         self.out["min_available_gib"] = round(self.watch.min_available / GIB, 2)
         self.report(time.monotonic() - started)
+
+    def cold_loads(self, store: RedisProcess) -> list[dict[str, Any]]:
+        """The big store's cold load ``--cold-loads`` - 1 more times before the one the
+        later steps use: a serve (no checkpoint) from spawn to fully ready, then stopped,
+        with the empty and small serves idle beside it as for that one. One figure on a
+        shared machine says little; the table gives the median and range of all of them,
+        with each one's Redis and serve CPU seconds (the load by names is Redis's SCAN on
+        one core and the keeper's inserts on the other)."""
+        runs = []
+        for i in range(self.args.cold_loads - 1):
+            redis_pid = store.proc.pid if store.proc else 0
+            redis_cpu0, t0 = cpu_s([redis_pid]), time.monotonic()
+            server = self.serve(f"cold-{i}", store, "mirror")
+            try:
+                ready = wait_host_ready(server, self.args.workers, t0,
+                                        timeout_s=self.args.ready_timeout)
+                runs.append({"ready_s": round(ready.ready_s or 0, 2),
+                             "redis_cpu_s": round(cpu_s([redis_pid]) - redis_cpu0, 1),
+                             "serve_cpu_s": round(cpu_s(server.pids()), 1)})
+            finally:
+                server.stop()
+            print(f"  cold load {i + 1}: {runs[-1]}", flush=True)
+        return runs
 
     def restart(self, server: Server) -> dict[str, Any]:
         """kill -9 one worker; the supervisor starts another, which must reload."""
@@ -647,6 +681,7 @@ class Scale:
         mb, ms = o["mirror_memory"]["big"], o["mirror_memory"]["small"]
         cb, cs = o["cold_load"]["big"], o["cold_load"]["small"]
         rs, ck = o["restart"], o["check"]
+        loads = [cb["ready_s"], *(r["ready_s"] for r in o["cold_loads"])]
         workers = [p for p in mb["per_process"] if p["role"] == "worker"]
         rows = [
             ("records", f"{a.count:,} (small: {a.small:,})", ""),
@@ -670,7 +705,13 @@ class Scale:
              ", ".join(str(p["bytes_per_entry"]) for p in workers),
              ", ".join(f"{p['pss_mib']:,} MiB PSS" for p in workers)),
             ("cold load to /readyz 200 (all workers)", f"{cb['ready_s']:.1f} s",
-             f"first 200 {cb['first_200_s'] or 0:.1f} s; small {cs['ready_s']:.1f} s"),
+             f"first 200 {cb['first_200_s'] or 0:.1f} s; CPU: Redis {cb['redis_cpu_s']} s, "
+             f"serve {cb['serve_cpu_s']} s; small {cs['ready_s']:.1f} s"),
+            ("  ... every cold load of this run", f"{statistics.median(loads):.1f} s",
+             f"median of {len(loads)}, {min(loads):.1f}-{max(loads):.1f} s; the ones "
+             f"before it: " + ", ".join(
+                 f"{r['ready_s']:.1f} s (Redis {r['redis_cpu_s']}, serve {r['serve_cpu_s']} "
+                 "CPU s)" for r in o["cold_loads"])),
             ("  ... and every record's details read", f"{cb['filled_s']:.1f} s",
              f"small {cs['filled_s']:.1f} s (pending entries ask Redis until then)"),
             ("worker kill -9 -> host ready", f"{rs['fully_ready_s']:.1f} s",
@@ -729,6 +770,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--rounds", type=positive_int, default=4,
                         help="wrk rounds, each measuring both stores (default 4)")
+    parser.add_argument("--cold-loads", type=positive_int, default=3,
+                        help="cold loads of the large store, each from spawn to fully ready "
+                             "(default 3; the median is reported)")
     parser.add_argument("--ready-timeout", type=float, default=1800.0,
                         help="seconds a serve may take to be fully ready")
     parser.add_argument("--max-gib", type=float, default=11.0,
