@@ -30,7 +30,7 @@ OpenSSL's SHA-256 then counts about 29,000 instructions for an 800-byte token ag
 Rows: ``authz``, one repeated RS256 token (a gateway's case); ``check``, one repeated jti;
 ``check-new``, a new jti on every request (nothing repeats). Every request is an object of
 its own, as a server makes one per request: a reused one would keep what it parsed (its
-URL's path, its query) and undercount the rows that repeat by about a quarter. Results go to
+URL's path, its query) and undercount the rows that repeat by about 4 %. Results go to
 bench/results/lane-cost-*.json. Not part of the test suite.
 """
 

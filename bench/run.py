@@ -33,7 +33,7 @@ JSON keeps every round's raw measurements ("rounds") besides the medians ("rows"
 
 Latency is compared at one load: after each round's rows, hello and every mode's
 ``GET /v1/check`` row run again "paced" (mix.lua's BENCH_DELAY_MS: each connection waits
-after an answer), all at the same request rate, half the slowest of those check rows' rate
+a random time after an answer), all at the same request rate, half the slowest of those check rows' rate
 in that round. The p99 target is the paced check's p99 minus the paced hello's. Measured
 as fast as each server answers, a p99 is the queue behind each answer's CPU time (64
 connections wait on a server that answers half as fast twice as long), which the throughput

@@ -5,9 +5,11 @@
 -- BENCH_KEY: API key sent as X-Revoker-Key
 -- BENCH_PATH: the path of the authz row (default /v1/authz; bench/gateway.py sends the
 --   authz row to nginx, which asks revoker in an auth_request subrequest)
--- BENCH_DELAY_MS: when set, each connection waits this long after an answer before its
---   next request (wrk's delay hook), so that every server gets the same request rate
---   rather than as many requests as it can answer; latency is timed from the send
+-- BENCH_DELAY_MS: when set, each connection waits this long on average after an answer
+--   before its next request (wrk's delay hook, a uniformly random whole number of ms up to
+--   twice that), so that every server gets the same request rate rather than as many
+--   requests as it can answer; latency is timed from the send. The wait is random so that
+--   the connections do not fall into step and arrive in bursts of 64.
 local row = os.getenv("BENCH_ROW") or "check_jti"
 local data_file = os.getenv("BENCH_DATA")
 local revoked_pct = tonumber(os.getenv("BENCH_REVOKED_PCT") or "1")
@@ -22,7 +24,7 @@ local pace_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "")
 if pace_ms then
   -- defined only when pacing: wrk looks for the function once, at start
   function delay()
-    return pace_ms
+    return math.random(0, 2 * pace_ms)
   end
 end
 
