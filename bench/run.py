@@ -31,13 +31,13 @@ as the median of the per-round ratios (row req/s / that baseline's req/s in the 
 plus the min-max of the per-round x-hello ratio. The PASS/FAIL targets use the medians. The
 JSON keeps every round's raw measurements ("rounds") besides the medians ("rows").
 
-Latency is compared at one load: after each round's rows, hello and every mode's
-``GET /v1/check`` row run again "paced" (mix.lua's BENCH_DELAY_MS: each connection waits
-a random time after an answer), all at the same request rate, half the slowest of those check rows' rate
-in that round. The p99 target is the paced check's p99 minus the paced hello's. Measured
-as fast as each server answers, a p99 is the queue behind each answer's CPU time (64
-connections wait on a server that answers half as fast twice as long), which the throughput
-ratios already judge; that difference is printed for information.
+Latency is compared at one load: after each round's rows, hello and every mode's ``GET
+/v1/check`` row run again "paced" (mix.lua's BENCH_DELAY_MS: each connection waits a random
+time after an answer), all at the same request rate, half the slowest of those check rows'
+rate in that round. The p99 target is the paced check's p99 minus the paced hello's.
+Measured as fast as each server answers, a p99 is the queue behind each answer's CPU time
+(64 connections wait on a server that answers half as fast twice as long), which the
+throughput ratios already judge; that difference is printed for information.
 
 Duration: the default (5 s per row, 3 rounds, 1 and 2 workers) is 126 wrk runs of 5 s, i.e.
 10.5 minutes of load plus about 2 minutes of loading, warm-ups and propagation: ~13 minutes.
