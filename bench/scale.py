@@ -501,15 +501,8 @@ class Scale:
                 if name == "big":
                     self.out["cold_loads"] = self.cold_loads(stores["big"])
                 t0 = time.monotonic()
-                redis_cpu0 = cpu_s([stores[name].proc.pid if stores[name].proc else 0])
-                mirrors[name] = self.serve(f"mirror-{name}", stores[name], "mirror",
-                                           **self.checkpoint_env(name))
-                servers.append(mirrors[name])
-                ready[name] = wait_host_ready(mirrors[name], args.workers, t0,
-                                              timeout_s=args.ready_timeout)
-                ready[name].redis_cpu_s = round(cpu_s(
-                    [stores[name].proc.pid if stores[name].proc else 0]) - redis_cpu0, 1)
-                ready[name].serve_cpu_s = round(cpu_s(mirrors[name].pids()), 1)
+                mirrors[name], ready[name] = self.cold_start(
+                    f"mirror-{name}", stores[name], servers, **self.checkpoint_env(name))
                 ready[name].filled_s = wait_filled(mirrors[name], t0,
                                                    timeout_s=args.ready_timeout)
                 print(f"mirror {name}: ready in {ready[name].ready_s:.2f} s "
@@ -559,19 +552,30 @@ class Scale:
         one core and the keeper's inserts on the other)."""
         runs = []
         for i in range(self.args.cold_loads - 1):
-            redis_pid = store.proc.pid if store.proc else 0
-            redis_cpu0, t0 = cpu_s([redis_pid]), time.monotonic()
-            server = self.serve(f"cold-{i}", store, "mirror")
+            started: list[Server] = []
             try:
-                ready = wait_host_ready(server, self.args.workers, t0,
-                                        timeout_s=self.args.ready_timeout)
-                runs.append({"ready_s": round(ready.ready_s or 0, 2),
-                             "redis_cpu_s": round(cpu_s([redis_pid]) - redis_cpu0, 1),
-                             "serve_cpu_s": round(cpu_s(server.pids()), 1)})
+                _, ready = self.cold_start(f"cold-{i}", store, started)
             finally:
-                server.stop()
+                for server in started:
+                    server.stop()
+            runs.append({"ready_s": round(ready.ready_s or 0, 2),
+                         "redis_cpu_s": ready.redis_cpu_s, "serve_cpu_s": ready.serve_cpu_s})
             print(f"  cold load {i + 1}: {runs[-1]}", flush=True)
         return runs
+
+    def cold_start(self, name: str, store: RedisProcess, servers: list[Server],
+                   **extra: str) -> tuple[Server, Readiness]:
+        """A mirror serve on ``store`` (added to ``servers``, to be stopped by the caller),
+        timed from spawn to fully ready, with the CPU seconds Redis and the serve spent."""
+        redis_pid = store.proc.pid if store.proc else 0
+        redis_cpu0, t0 = cpu_s([redis_pid]), time.monotonic()
+        server = self.serve(name, store, "mirror", **extra)
+        servers.append(server)
+        ready = wait_host_ready(server, self.args.workers, t0,
+                                timeout_s=self.args.ready_timeout)
+        ready.redis_cpu_s = round(cpu_s([redis_pid]) - redis_cpu0, 1)
+        ready.serve_cpu_s = round(cpu_s(server.pids()), 1)
+        return server, ready
 
     def restart(self, server: Server) -> dict[str, Any]:
         """kill -9 one worker; the supervisor starts another, which must reload."""
