@@ -3,7 +3,8 @@ single revoke, that arrive in one turn of the event loop go to the store togethe
 MGET, one pipelined script call) instead of one round trip per request.
 
 Nothing is cached: each caller still waits for a read or write that starts after it
-arrived, and gets exactly its own share of the answer. A failure fails every caller of
+arrived, and gets exactly its own share of the answer (a name that several callers of one
+batch ask for is read once, for all of them). A failure fails every caller of
 that batch alike.
 """
 
@@ -67,7 +68,7 @@ class BatchingStore(StoreLayer):
 
     def __init__(self, inner: Store) -> None:
         super().__init__(inner)
-        self.lookups: Coalescer[tuple[str, str], Record | None] = Coalescer(inner.get_many)
+        self.lookups: Coalescer[tuple[str, str], Record | None] = Coalescer(self._read)
         self.writes: Coalescer[tuple[Record, int], Upserted] = Coalescer(self._write)
 
     async def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[Record | None]:
@@ -79,6 +80,17 @@ class BatchingStore(StoreLayer):
         if not records:
             return []
         return await self.writes.submit([(record, at) for record in records])
+
+    async def _read(self, pairs: list[tuple[str, str]]) -> list[Record | None]:
+        """Each distinct name once: the checks of one turn often share names (every token
+        signed with one key asks for the same ``kid``; one client's tokens for the same
+        ``client``; a busy user's for the same ``sub``), and one read answers them all alike.
+        Records are immutable, so the callers may share them."""
+        distinct = list(dict.fromkeys(pairs))
+        if len(distinct) == len(pairs):
+            return await self.inner.get_many(pairs)
+        found = dict(zip(distinct, await self.inner.get_many(distinct), strict=True))
+        return [found[pair] for pair in pairs]
 
     async def _write(self, items: list[tuple[Record, int]]) -> list[Upserted]:
         by_at: dict[int, list[int]] = {}

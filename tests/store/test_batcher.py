@@ -47,6 +47,24 @@ async def test_concurrent_lookups_share_one_read(store: Store) -> None:
     assert (await batched.get_many([("jti", "ok3")]))[0] is not None, "nothing was cached"
 
 
+async def test_a_name_asked_by_several_callers_is_read_once(store: Store) -> None:
+    counted = Counting(store)
+    batched = BatchingStore(counted)
+    svc = Revoker(batched, lifetimes=LIFETIMES)
+    await svc.revoke(RevokeRequest("kid", "k1"), actor="t")
+    # Ten tokens of one signing key and one user, each with its own jti: one turn.
+    asked = [[("jti", f"t{i}"), ("sub", "alice"), ("kid", "k1")] for i in range(10)]
+    found = await asyncio.gather(*[batched.get_many(pairs) for pairs in asked])
+    assert counted.lookups == [12], "ten jtis, one sub, one kid"
+    for answer in found:
+        assert [r is not None for r in answer] == [False, False, True]
+        assert answer[2] is not None and answer[2].kind == "kid" and answer[2].value == "k1"
+    await svc.revoke(RevokeRequest("sub", "alice"), actor="t")
+    again = await asyncio.gather(*[batched.get_many(pairs) for pairs in asked[:2]])
+    assert counted.lookups == [12, 4]
+    assert all(answer[1] is not None for answer in again), "nothing was cached"
+
+
 async def test_concurrent_revokes_are_written_together(store: Store) -> None:
     counted = Counting(store)
     svc = Revoker(BatchingStore(counted), lifetimes=LIFETIMES)
