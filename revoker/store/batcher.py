@@ -1,6 +1,6 @@
 """Per-turn batching of the hot path: the lookups of every check, and the writes of every
 single revoke, that arrive in one turn of the event loop go to the store together (one
-MGET, one pipelined script call) instead of one round trip per request.
+lookup call, one pipelined script call) instead of one round trip per request.
 
 Nothing is cached: each caller still waits for a read or write that starts after it
 arrived, and gets exactly its own share of the answer (a name that several callers of one
