@@ -86,10 +86,10 @@ class BatchingStore(StoreLayer):
         signed with one key asks for the same ``kid``; one client's tokens for the same
         ``client``; a busy user's for the same ``sub``), and one read answers them all alike.
         Records are immutable, so the callers may share them."""
-        distinct = list(dict.fromkeys(pairs))
-        if len(distinct) == len(pairs):
+        distinct = dict.fromkeys(pairs)
+        if len(distinct) == len(pairs):  # nothing repeats: no list to build
             return await self.inner.get_many(pairs)
-        found = dict(zip(distinct, await self.inner.get_many(distinct), strict=True))
+        found = dict(zip(distinct, await self.inner.get_many(list(distinct)), strict=True))
         return [found[pair] for pair in pairs]
 
     async def _write(self, items: list[tuple[Record, int]]) -> list[Upserted]:
