@@ -10,6 +10,11 @@ publishes the counts when a walk completes. The gauge is therefore a count as of
 ``revoker_revocations_active_sampled_timestamp_seconds``: at most ``interval`` plus one walk
 old. A walk that fails (store down) keeps the previous values and their older timestamp,
 so staleness is visible rather than hidden.
+
+The walk reads the records' names only (``kind:value``; for Redis a bare ``SCAN``: no
+value read, no record built), since a key names its kind. That worker serves requests
+between pages, and a page of 1,000 full records held its event loop for 24-51 ms of
+parsing; a page of names holds it for about 1 ms.
 """
 
 from __future__ import annotations
@@ -60,19 +65,19 @@ class Sampler:
 
     async def sample_once(self, *, stop: asyncio.Event | None = None) -> dict[str, int]:
         """One walk; returns the counts (empty when ``stop`` was set midway)."""
-        counts: Counter[str] = Counter()
+        counts: Counter[bytes] = Counter()
         cursor: str | None = None
         while True:
             started = time.monotonic()
-            records, cursor = await self.store.scan(kind=None, cursor=cursor,
-                                                    limit=self.page_size)
-            counts.update(record.kind for record in records)
+            names, cursor = await self.store.export_names(cursor=cursor,
+                                                          count=self.page_size)
+            counts.update(name.partition(b":")[0] for name in names)
             if cursor is None:
                 break
             if stop is not None and stop.is_set():
                 return {}
             await asyncio.sleep(self.pause_after(time.monotonic() - started))
-        result = {kind: counts.get(kind, 0) for kind in KINDS}
+        result = {kind: counts.get(kind.encode(), 0) for kind in KINDS}
         for kind, count in result.items():
             metrics.REVOCATIONS_ACTIVE.labels(kind=kind).set(count)
         metrics.ACTIVE_SAMPLED.set(self.clock())

@@ -140,6 +140,34 @@ async def test_scrapes_do_not_touch_the_store(make_client: MakeClient) -> None:
         redis.stop()
 
 
+async def test_a_walk_reads_names_not_records(make_client: MakeClient) -> None:
+    """The gauge needs each record's kind, which its key names: a walk on Redis is SCAN
+    alone, with no value read (no GET, no script), whatever the records hold."""
+    redis = RedisProcess().start()
+    try:
+        client = await make_client(redis.url)
+        for i in range(5):
+            resp = await client.post("/v1/revocations", headers=auth(ADMIN_KEY),
+                                     json={"kind": "sub", "value": f"user-{i}", "ttl": 600,
+                                           "reason": "a reason to parse"})
+            assert resp.status == 201
+        redis.cli("CONFIG", "RESETSTAT")
+        counts = await Sampler(client.app[STORE], page_size=2, page_pause_s=0).sample_once()
+        assert counts["sub"] == 5
+        called = _called(redis)
+        assert "scan" in called
+        assert not called & {"get", "mget", "evalsha", "eval", "expiretime", "ttl"}, called
+    finally:
+        redis.stop()
+
+
+def _called(redis: RedisProcess) -> set[str]:
+    """The commands Redis ran since its stats were last reset (``INFO commandstats``)."""
+    info = redis.cli("INFO", "commandstats").decode()
+    return {line.split(":")[0].removeprefix("cmdstat_")
+            for line in info.splitlines() if line.startswith("cmdstat_")}
+
+
 def _commands(redis: RedisProcess) -> int:
     info = redis.cli("INFO", "stats").decode()
     for line in info.splitlines():
