@@ -163,7 +163,8 @@ def settle_heap() -> None:
     the store's clients: most of a worker's 55,000-71,000 tracked objects) out of the cycle
     collector's reach with ``gc.freeze()``. They live as long as the process, yet each full
     collection walked them all again: a 25-45 ms pause in a worker under load, every few
-    seconds in the worker that also walks the records for the gauges."""
+    seconds in a worker whose background work promotes objects (as worker 0's gauge walk
+    did while it read full records)."""
     gc.collect()
     gc.freeze()
 
