@@ -41,7 +41,6 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -164,6 +163,8 @@ def wait_for(path: Path, proc: subprocess.Popen[bytes], timeout_s: float = 600) 
 
 def count_once(tree: Path, mode: str, row: str, count: int, key_file: Path) -> int:
     """Instructions of ``count`` requests (plus the switches), in one valgrind run."""
+    from bench.callgrind import control
+
     with tempfile.TemporaryDirectory(prefix="revoker-lane-") as tmp:
         sync = Path(tmp)
         command = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
@@ -177,12 +178,10 @@ def count_once(tree: Path, mode: str, row: str, count: int, key_file: Path) -> i
         try:
             wait_for(sync / "ready", proc)
             pid = (sync / "ready").read_text()
-            subprocess.run(["callgrind_control", "-i", "on", pid], check=True,
-                           capture_output=True)
+            control(pid, "-i", "on")
             (sync / "go").write_text("")
             wait_for(sync / "done", proc)
-            subprocess.run(["callgrind_control", "-i", "off", pid], check=True,
-                           capture_output=True)
+            control(pid, "-i", "off")
             (sync / "off").write_text("")
             if proc.wait(timeout=300) != 0:
                 raise RuntimeError((sync / "valgrind.log").read_text()[-2000:])
@@ -212,11 +211,11 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--against", default="", help="a git ref measured beside this tree")
     args = parser.parse_args()
-    for tool in ("valgrind", "callgrind_control", "redis-server"):
-        if shutil.which(tool) is None:
-            parser.error(f"{tool} is not installed (Debian: apt-get install -y valgrind "
-                         "redis-server)")
+    # Here, not at the top: the measured child must import revoker from its own tree.
     sys.path.insert(0, str(ROOT))
+    from bench.callgrind import require_tools
+
+    require_tools(parser)
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -50,6 +49,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.callgrind import control, require_tools  # noqa: E402
+
 ROWS = ("check", "authz")
 MODES = ("mirror", "strict")
 WARM_UP = 300
@@ -109,10 +112,6 @@ def connect(port: int, proc: subprocess.Popen[bytes], request: bytes) -> socket.
             time.sleep(0.5)
 
 
-def callgrind(pid: int, *args: str) -> None:
-    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
-
-
 def last_part(out: Path) -> int:
     """The instructions of the latest dump (each dump is one part, counted from zero)."""
     parts = sorted(out.parent.glob(out.name + ".*"), key=lambda p: int(p.suffix[1:]))
@@ -139,19 +138,19 @@ def measure(server: Server, cycles: int, requests: int, idle_s: float) -> list[f
             sock = connect(port, proc, server.request)
             send(sock, server.request, WARM_UP)
             per_request: list[float] = []
-            callgrind(proc.pid, "-i", "on")
+            control(proc.pid, "-i", "on")
             for _ in range(cycles):
-                callgrind(proc.pid, "-z")  # zero: the part below starts here
+                control(proc.pid, "-z")  # zero: the part below starts here
                 started = time.monotonic()
                 time.sleep(idle_s)
-                callgrind(proc.pid, "-d")
+                control(proc.pid, "-d")
                 idle_rate = last_part(out) / (time.monotonic() - started)
                 started = time.monotonic()
                 send(sock, server.request, requests)
-                callgrind(proc.pid, "-d")
+                control(proc.pid, "-d")
                 elapsed = time.monotonic() - started
                 per_request.append((last_part(out) - idle_rate * elapsed) / requests)
-            callgrind(proc.pid, "-i", "off")
+            control(proc.pid, "-i", "off")
             sock.close()
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=300)
@@ -215,11 +214,7 @@ def main() -> None:
         for value in given:
             if value not in known:
                 parser.error(f"unknown {name} {value!r}; {name}s: {', '.join(known)}")
-    for tool in ("valgrind", "callgrind_control", "redis-server"):
-        if shutil.which(tool) is None:
-            parser.error(f"{tool} is not installed (Debian: apt-get install -y valgrind "
-                         "redis-server)")
-    sys.path.insert(0, str(ROOT))
+    require_tools(parser)
     from bench.run import write_results
     from tests.redis_proc import RedisProcess
 
