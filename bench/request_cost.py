@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Instructions per whole request, through a real socket: revoker beside aiohttp's hello.
 
-    .venv/bin/python bench/request_cost.py                       # every row (~10 min)
+    .venv/bin/python bench/request_cost.py                       # every row (~6 min)
     .venv/bin/python bench/request_cost.py --rows check --modes mirror --cycles 5
 
 Needs ``valgrind`` and ``redis-server`` (Debian: ``apt-get install -y valgrind
@@ -93,7 +93,10 @@ def send(sock: socket.socket, request: bytes, count: int) -> None:
         length = re.search(rb"(?im)^content-length: *(\d+)", head)
         left = int(length.group(1)) if length else 0
         while len(body) < left:
-            body += sock.recv(65536)
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the server closed the connection mid-answer")
+            body += chunk
 
 
 def connect(port: int, proc: subprocess.Popen[bytes], request: bytes) -> socket.socket:
