@@ -59,7 +59,7 @@ async def _validator_lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 def bearer_token(request: web.BaseRequest) -> str:
     """The user's token from ``Authorization: Bearer``; raises ``TokenError``."""
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    scheme, _, value = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
     if scheme.lower() != "bearer":
         raise TokenError("missing token")
     token = value.strip()

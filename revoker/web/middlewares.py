@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from multidict import istr
 
 from revoker import metrics
 from revoker.config import ACCESS_LOG_ALL, ACCESS_LOG_OFF
@@ -41,6 +42,8 @@ from revoker.web.state import SETTINGS
 log = logging.getLogger("revoker.access")
 errlog = logging.getLogger(__name__)
 _REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: Folded once (``istr``): a plain ``str`` name is folded again on every lookup.
+REQUEST_ID_HEADER: Final = istr("X-Request-Id")
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -106,7 +109,7 @@ def _route_label(request: web.Request) -> str:
 
 def request_id_of(request: web.BaseRequest) -> str:
     """The caller's ``X-Request-Id`` when it is sane, else a new one."""
-    incoming = request.headers.get("X-Request-Id", "")
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
     return incoming if incoming and _REQUEST_ID_RE.match(incoming) else _ids.new()
 
 
@@ -165,11 +168,11 @@ async def pipeline(request: web.Request, handler: Handler, route: str, *,
             response = error_response(request, exc, route=route)
         status = response.status
         if not response.prepared:  # a stream has sent its headers already
-            response.headers["X-Request-Id"] = request_id
+            response.headers[REQUEST_ID_HEADER] = request_id
         return response
     except web.HTTPException as exc:  # below 400, re-raised above
         status = exc.status
-        exc.headers["X-Request-Id"] = request_id
+        exc.headers[REQUEST_ID_HEADER] = request_id
         raise
     finally:
         account(request, route, status, started, access_log=access_log)
