@@ -33,6 +33,7 @@ RS256 token. Results go to bench/results/request-cost-*.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -43,6 +44,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,27 @@ def connect(port: int, proc: subprocess.Popen[bytes], request: bytes) -> socket.
             time.sleep(0.5)
 
 
+@contextlib.contextmanager
+def running(server: Server, port: int, log: Path, *, wrapper: Sequence[str] = (),
+            stop_timeout_s: float) -> Iterator[subprocess.Popen[bytes]]:
+    """``server`` on ``port`` (its ``{port}`` filled in), under ``wrapper`` (valgrind, say),
+    its stderr to ``log``: stopped with SIGTERM after the block, killed when the block fails
+    or the server does not stop in time."""
+    command = [*wrapper, *(part.replace("{port}", str(port)) for part in server.command)]
+    env = {name: value.replace("{port}", str(port)) for name, value in server.env.items()}
+    with log.open("wb") as err:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=err)
+    try:
+        yield proc
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=stop_timeout_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def last_part(out: Path) -> int:
     """The instructions of the latest dump (each dump is one part, counted from zero)."""
     parts = sorted(out.parent.glob(out.name + ".*"), key=lambda p: int(p.suffix[1:]))
@@ -130,14 +153,9 @@ def measure(server: Server, cycles: int, requests: int, idle_s: float) -> list[f
     with tempfile.TemporaryDirectory(prefix="revoker-request-cost-") as tmp:
         out = Path(tmp) / "callgrind.out"
         log = Path(tmp) / "valgrind.log"
-        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                   f"--callgrind-out-file={out}",
-                   *(part.replace("{port}", str(port)) for part in server.command)]
-        env = {name: value.replace("{port}", str(port)) for name, value in server.env.items()}
-        with log.open("wb") as err:
-            proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                    stderr=err)
-        try:
+        valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                    f"--callgrind-out-file={out}"]
+        with running(server, port, log, wrapper=valgrind, stop_timeout_s=300) as proc:
             sock = connect(port, proc, server.request)
             send(sock, server.request, WARM_UP)
             per_request: list[float] = []
@@ -155,12 +173,6 @@ def measure(server: Server, cycles: int, requests: int, idle_s: float) -> list[f
                 per_request.append((last_part(out) - idle_rate * elapsed) / requests)
             control(proc.pid, "-i", "off")
             sock.close()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
     return per_request
 
 
@@ -203,20 +215,32 @@ def servers(modes: list[str], rows: list[str], redis_url: str, tmp: Path) -> lis
     return found
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_choices(parser: argparse.ArgumentParser) -> None:
+    """``--modes`` and ``--rows``: which of ``servers``' revoker servers to measure."""
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--rows", default=",".join(ROWS))
-    parser.add_argument("--cycles", type=int, default=3, help="counts per server (median)")
-    parser.add_argument("--requests", type=int, default=2000, help="requests per cycle")
-    parser.add_argument("--idle", type=float, default=3.0,
-                        help="seconds of idle counting per cycle")
-    args = parser.parse_args()
+
+
+def chosen(parser: argparse.ArgumentParser,
+           args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The modes and rows asked for; stops with a usage error on an unknown one."""
     modes, rows = args.modes.split(","), args.rows.split(",")
     for name, given, known in (("mode", modes, MODES), ("row", rows, ROWS)):
         for value in given:
             if value not in known:
                 parser.error(f"unknown {name} {value!r}; {name}s: {', '.join(known)}")
+    return modes, rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_choices(parser)
+    parser.add_argument("--cycles", type=int, default=3, help="counts per server (median)")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per cycle")
+    parser.add_argument("--idle", type=float, default=3.0,
+                        help="seconds of idle counting per cycle")
+    args = parser.parse_args()
+    modes, rows = chosen(parser, args)
     require_tools(parser)
     from bench.run import write_results
     from tests.redis_proc import RedisProcess

@@ -45,7 +45,6 @@ import collections
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -59,7 +58,15 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.request_cost import MODES, ROWS, Server, connect, free_port, servers  # noqa: E402
+from bench.request_cost import (  # noqa: E402
+    Server,
+    add_choices,
+    chosen,
+    connect,
+    free_port,
+    running,
+    servers,
+)
 
 TICK = os.sysconf("SC_CLK_TCK")
 #: (layer, the start of the innermost frame's path within the project), first match wins.
@@ -154,14 +161,9 @@ def wrk_command(port: int, request: bytes, connections: int, seconds: int) -> li
 def measure(server: Server, spy: str, seconds: int, rate: int,
             connections: int) -> dict[str, Any]:
     port = free_port()
-    command = [part.replace("{port}", str(port)) for part in server.command]
-    env = {name: value.replace("{port}", str(port)) for name, value in server.env.items()}
     with tempfile.TemporaryDirectory(prefix="revoker-where-") as tmp:
         raw = Path(tmp) / "samples.txt"
-        with (Path(tmp) / "server.log").open("wb") as err:
-            proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                    stderr=err)
-        try:
+        with running(server, port, Path(tmp) / "server.log", stop_timeout_s=60) as proc:
             connect(port, proc, server.request).close()
             subprocess.run(wrk_command(port, server.request, connections, 2), check=True,
                            capture_output=True)  # warm-up
@@ -176,12 +178,6 @@ def measure(server: Server, spy: str, seconds: int, rate: int,
             answered = re.search(r"(\d+) requests in", out)
             if load.returncode != 0 or answered is None or "Non-2xx" in out:
                 raise RuntimeError(f"{server.name}: wrk failed: {out[-500:]} {err_text[-500:]}")
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         layers, handler, total = classify(raw.read_text().splitlines(), ROOT)
     requests = int(answered.group(1))
     per_request_us = spent / requests * 1e6
@@ -218,19 +214,14 @@ def report(results: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--rows", default=",".join(ROWS))
+    add_choices(parser)
     parser.add_argument("--seconds", type=int, default=15, help="sampled seconds per server")
     parser.add_argument("--rate", type=int, default=200, help="samples per second")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3,
                         help="times every server is measured, in turn; medians are reported")
     args = parser.parse_args()
-    modes, rows = args.modes.split(","), args.rows.split(",")
-    for name, given, known in (("mode", modes, MODES), ("row", rows, ROWS)):
-        for value in given:
-            if value not in known:
-                parser.error(f"unknown {name} {value!r}; {name}s: {', '.join(known)}")
+    modes, rows = chosen(parser, args)
     beside = Path(sys.executable).with_name("py-spy")
     spy = str(beside) if beside.exists() else shutil.which("py-spy")
     for tool, where in (("wrk", "apt-get install -y wrk"),
