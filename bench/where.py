@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import re
 import shutil
 import statistics
@@ -68,7 +67,6 @@ from bench.request_cost import (  # noqa: E402
     servers,
 )
 
-TICK = os.sysconf("SC_CLK_TCK")
 #: (layer, the start of the innermost frame's path within the project), first match wins.
 PROJECT_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("transport guard", ("revoker/web/transport.py",)),
@@ -144,11 +142,6 @@ def classify(lines: Iterable[str], root: Path) -> tuple[collections.Counter[str]
     return layers, handler, total
 
 
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
 def wrk_command(port: int, request: bytes, connections: int, seconds: int) -> list[str]:
     """wrk sending ``request`` (a raw HTTP/1.1 request without a body) again and again."""
     head = request.decode().split("\r\n")
@@ -160,6 +153,8 @@ def wrk_command(port: int, request: bytes, connections: int, seconds: int) -> li
 
 def measure(server: Server, spy: str, seconds: int, rate: int,
             connections: int) -> dict[str, Any]:
+    from bench.run import cpu_s
+
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="revoker-where-") as tmp:
         raw = Path(tmp) / "samples.txt"
@@ -167,14 +162,14 @@ def measure(server: Server, spy: str, seconds: int, rate: int,
             connect(port, proc, server.request).close()
             subprocess.run(wrk_command(port, server.request, connections, 2), check=True,
                            capture_output=True)  # warm-up
-            before = cpu_s(proc.pid)
+            before = cpu_s([proc.pid])
             load = subprocess.Popen(wrk_command(port, server.request, connections, seconds),
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             subprocess.run([spy, "record", "--pid", str(proc.pid), "--rate", str(rate),
                             "--duration", str(seconds), "--format", "raw", "--full-filenames",
                             "--output", str(raw)], check=True, capture_output=True)
             out, err_text = load.communicate(timeout=seconds + 60)
-            spent = cpu_s(proc.pid) - before
+            spent = cpu_s([proc.pid]) - before
             answered = re.search(r"(\d+) requests in", out)
             if load.returncode != 0 or answered is None or "Non-2xx" in out:
                 raise RuntimeError(f"{server.name}: wrk failed: {out[-500:]} {err_text[-500:]}")
