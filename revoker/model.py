@@ -7,14 +7,13 @@ long it must be kept.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from revoker.errors import InvalidInput
-from revoker.jsoncodec import loads
+from revoker.jsoncodec import encode_stored, loads
 
 KINDS: Final = ("jti", "sub", "sid", "kid", "client")
 CUTOFF_KINDS: Final = frozenset({"sub", "client"})
@@ -54,7 +53,7 @@ class Record:
                 "reason": self.reason, "actor": self.actor}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        return encode_stored(self.to_dict())
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Record:

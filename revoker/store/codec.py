@@ -9,10 +9,9 @@ written in the older full form (every field, nulls included) are read alike.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
-from revoker.jsoncodec import loads
+from revoker.jsoncodec import encode_stored, loads
 from revoker.model import Record
 
 #: What a key without an expiry is read as (it never expires; not written by revoker).
@@ -28,7 +27,7 @@ def compact_json(record: Record) -> str:
         data["reason"] = record.reason
     if record.actor is not None:
         data["actor"] = record.actor
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return encode_stored(data)
 
 
 def parse(raw: str | bytes) -> dict[str, Any]:

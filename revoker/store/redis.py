@@ -520,12 +520,19 @@ def _wanted(pair: tuple[str, str] | None,
 
 def upserted(records: Sequence[Record], flat: list[Any]) -> list[Upserted]:
     """``upsert.lua``'s flat reply (created, stored compact JSON, expiry per record, in
-    order) as full records: kind and value are the caller's, the rest what is stored."""
+    order) as full records: kind and value are the caller's, the rest what is stored.
+
+    A created record is stored exactly as sent (the script writes the caller's compact
+    JSON with the caller's expiry), so it is the caller's record; only a merge is read
+    back from the reply."""
     out = []
     for i, record in enumerate(records):
-        created, stored, expires_at = flat[3 * i], flat[3 * i + 1], int(flat[3 * i + 2])
+        if flat[3 * i]:
+            out.append(Upserted(record, created=True))
+            continue
+        stored, expires_at = flat[3 * i + 1], int(flat[3 * i + 2])
         full = codec.to_record(record.kind, record.value, codec.parse(stored), expires_at)
-        out.append(Upserted(full, created=bool(created)))
+        out.append(Upserted(full, created=False))
     return out
 
 
