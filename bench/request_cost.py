@@ -27,13 +27,16 @@ One request at a time is a gateway's quietest case: in strict mode each check is
 Redis round trip of its own, where under load the checks of one turn of the event loop
 share one (``bench/run.py`` measures that). Rows: ``check``, ``GET /v1/check/{jti}``, one
 repeated jti (hello answers the same path); ``authz``, ``/v1/authz`` with one repeated
-RS256 token. Results go to bench/results/request-cost-*.json.
+RS256 token; ``revoke``, ``POST /v1/revocations`` of a new jti each time (a stored record,
+its event, and in mirror mode the keeper's work on that event). One key, with the
+``revoke`` scope, authenticates every row. Results go to bench/results/request-cost-*.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import re
 import signal
@@ -55,7 +58,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.callgrind import control, require_tools  # noqa: E402
 
-ROWS = ("check", "authz")
+ROWS = ("check", "authz", "revoke")
+#: Rows whose requests ``bench/where.py`` can send with plain ``wrk`` (no body, no change).
+REPEATED_ROWS = ("check", "authz")
+#: In a request, replaced on every send by the next number (as many digits, so that a
+#: ``Content-Length`` stays true): a revoke then names a new jti each time.
+SEQUENCE = b"#" * 12
+_sequence = itertools.count(1)
 MODES = ("mirror", "strict")
 WARM_UP = 300
 READY_TIMEOUT_S = 300.0
@@ -79,9 +88,12 @@ def free_port() -> int:
 
 
 def send(sock: socket.socket, request: bytes, count: int) -> None:
-    """``count`` requests, each sent once the answer to the one before is read."""
+    """``count`` requests, each sent once the answer to the one before is read (any 2xx:
+    a revoke answers 201)."""
+    numbered = SEQUENCE in request
     for _ in range(count):
-        sock.sendall(request)
+        sock.sendall(request.replace(SEQUENCE, b"%012d" % next(_sequence)) if numbered
+                     else request)
         buffer = b""
         while b"\r\n\r\n" not in buffer:
             chunk = sock.recv(65536)
@@ -89,7 +101,7 @@ def send(sock: socket.socket, request: bytes, count: int) -> None:
                 raise ConnectionError("the server closed the connection")
             buffer += chunk
         head, _, body = buffer.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200 "):
+        if not head.startswith(b"HTTP/1.1 2"):
             status = head.partition(b"\r\n")[0].decode(errors="replace")
             raise RuntimeError(f"answered {status!r}")
         length = re.search(rb"(?im)^content-length: *(\d+)", head)
@@ -192,13 +204,18 @@ def servers(modes: list[str], rows: list[str], redis_url: str, tmp: Path) -> lis
     token = jwt.encode({"sub": "user-1", "jti": str(uuid.UUID(int=7)), "iat": now,
                         "exp": now + 86400}, private, algorithm="RS256",
                        headers={"kid": "rs256"})
-    gateway_key = apikeys.generate()
+    key = apikeys.generate()
     jti = uuid.UUID(int=8)
     check = (f"GET /v1/check/{jti} HTTP/1.1\r\nHost: revoker\r\n"
-             f"X-Revoker-Key: {gateway_key}\r\n\r\n").encode()
-    authz = (f"GET /v1/authz HTTP/1.1\r\nHost: revoker\r\nX-Revoker-Key: {gateway_key}\r\n"
+             f"X-Revoker-Key: {key}\r\n\r\n").encode()
+    authz = (f"GET /v1/authz HTTP/1.1\r\nHost: revoker\r\nX-Revoker-Key: {key}\r\n"
              f"Authorization: Bearer {token}\r\nX-Original-URI: /orders/7\r\n"
              f"X-Original-Method: GET\r\n\r\n").encode()
+    body = b'{"kind":"jti","value":"rc-%s","ttl":3600}' % SEQUENCE
+    revoke = (f"POST /v1/revocations HTTP/1.1\r\nHost: revoker\r\nX-Revoker-Key: {key}\r\n"
+              f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+              ).encode() + body
+    requests = {"check": check, "authz": authz, "revoke": revoke}
     python = sys.executable
     found = [Server("hello", [python, str(HERE / "baselines.py"), "hello", "{port}"],
                     dict(os.environ), check)]
@@ -207,25 +224,28 @@ def servers(modes: list[str], rows: list[str], redis_url: str, tmp: Path) -> lis
                "REVOKER_PORT": "{port}", "REVOKER_KEY_PREFIX": f"cost-{mode}:",
                "REVOKER_CHECK_MODE": mode, "REVOKER_WORKERS": "1",
                "REVOKER_LOG_LEVEL": "WARNING",
-               "REVOKER_API_KEYS": apikeys.config_line("gateway", ["check"], gateway_key),
+               # valgrind stretches wall time many times over: the default bound on a
+               # store call (0.25 s) would cut a revoke's write short (a 503)
+               "REVOKER_STORE_TIMEOUT": "30",
+               "REVOKER_API_KEYS": apikeys.config_line("gateway", ["revoke"], key),
                "REVOKER_JWT_PUBLIC_KEYS": str(keys), "REVOKER_JWT_ALGORITHMS": "RS256"}
         for row in rows:
             found.append(Server(f"{mode} {row}", [python, "-m", "revoker", "serve"], env,
-                                check if row == "check" else authz))
+                                requests[row]))
     return found
 
 
-def add_choices(parser: argparse.ArgumentParser) -> None:
+def add_choices(parser: argparse.ArgumentParser, rows: Sequence[str] = ROWS) -> None:
     """``--modes`` and ``--rows``: which of ``servers``' revoker servers to measure."""
     parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--rows", default=",".join(rows))
 
 
-def chosen(parser: argparse.ArgumentParser,
-           args: argparse.Namespace) -> tuple[list[str], list[str]]:
+def chosen(parser: argparse.ArgumentParser, args: argparse.Namespace,
+           rows_known: Sequence[str] = ROWS) -> tuple[list[str], list[str]]:
     """The modes and rows asked for; stops with a usage error on an unknown one."""
     modes, rows = args.modes.split(","), args.rows.split(",")
-    for name, given, known in (("mode", modes, MODES), ("row", rows, ROWS)):
+    for name, given, known in (("mode", modes, MODES), ("row", rows, rows_known)):
         for value in given:
             if value not in known:
                 parser.error(f"unknown {name} {value!r}; {name}s: {', '.join(known)}")

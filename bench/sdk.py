@@ -196,13 +196,14 @@ def fastapi_ratio(pem_dir: Path, token: str, args: argparse.Namespace) -> dict[s
         wait_port(guarded_port, timeout_s=30)
         for port in (plain_port, guarded_port):
             measure(port, token, args.connections, 1.0)  # warm-up
-        rounds = []
+        rounds: list[dict[str, Any]] = []
         for index in range(args.rounds):
             order = [("plain", plain_port), ("guarded", guarded_port)]
             if index % 2:
                 order.reverse()
-            result = {name: measure(port, token, args.connections, args.duration)
-                      for name, port in order}
+            result: dict[str, Any] = {
+                name: measure(port, token, args.connections, args.duration)
+                for name, port in order}
             result["ratio"] = result["guarded"]["rps"] / result["plain"]["rps"]
             rounds.append(result)
     finally:

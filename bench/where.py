@@ -58,6 +58,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.request_cost import (  # noqa: E402
+    REPEATED_ROWS,
     Server,
     add_choices,
     chosen,
@@ -209,14 +210,14 @@ def report(results: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_choices(parser)
+    add_choices(parser, REPEATED_ROWS)
     parser.add_argument("--seconds", type=int, default=15, help="sampled seconds per server")
     parser.add_argument("--rate", type=int, default=200, help="samples per second")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3,
                         help="times every server is measured, in turn; medians are reported")
     args = parser.parse_args()
-    modes, rows = chosen(parser, args)
+    modes, rows = chosen(parser, args, REPEATED_ROWS)
     beside = Path(sys.executable).with_name("py-spy")
     spy = str(beside) if beside.exists() else shutil.which("py-spy")
     for tool, where in (("wrk", "apt-get install -y wrk"),
