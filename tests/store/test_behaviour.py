@@ -46,6 +46,26 @@ async def test_jti_lives_until_exp_plus_leeway(store: Store) -> None:
     assert await stored_expiry(store, "jti", "a1") == exp + 30
 
 
+async def test_what_a_new_revocation_answers_is_what_is_stored(store: Store) -> None:
+    """Every field a record can carry, non-ASCII text included: the answer to a revoke that
+    stored a new record (built from the request, not read back) equals what a read finds,
+    one at a time and in a batch."""
+    now = int(time.time())
+    requests = [RevokeRequest("sub", "user-é", ttl_s=900, issued_before=now - 5,
+                              reason="laptop stolen — ticket 42"),
+                RevokeRequest("client", "svc-1", ttl_s=60, issued_before=now),
+                RevokeRequest("jti", "plain-1", token_exp=now + 120)]
+    single = await service(store).revoke(requests[0], actor="support-ü")
+    batch = await service(store).revoke_many(requests[1:], actor=None)
+    for outcome in (single, *batch):
+        assert not isinstance(outcome, InvalidInput)
+        assert outcome.created and outcome.record is not None
+        assert await store.get(outcome.record.kind, outcome.record.value) == outcome.record
+    assert single.record is not None
+    assert (single.record.reason, single.record.actor) == ("laptop stolen — ticket 42",
+                                                          "support-ü")
+
+
 async def test_jti_without_exp_lives_max_lifetime_plus_leeway(store: Store) -> None:
     now = int(time.time())
     record = (await service(store).revoke(RevokeRequest("jti", "no-exp"), actor=None)).record
