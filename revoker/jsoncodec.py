@@ -13,7 +13,7 @@ from typing import Any
 
 #: The one writer of stored records' JSON (``Record.to_json``, ``codec.compact_json``):
 #: compact, UTF-8 left as is. One encoder for every call: ``json.dumps`` with options
-#: builds a new ``JSONEncoder`` each time, about a third of the cost of a record.
+#: builds a new ``JSONEncoder`` each time, a quarter to a third of a record's cost.
 encode_stored = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 try:
