@@ -138,10 +138,22 @@ def test_one_table_per_host_survives_worker_and_keeper_deaths(serve: ServeProces
     os.kill(worker, signal.SIGKILL)
     poll_until(lambda: len([p for p in children(supervisor) if p != keeper]) == 2 and
                worker not in children(supervisor), what="a replacement worker")
-    poll_until(lambda: all(s == 200 for s, _ in mirror_states(serve)),
-               what="both workers ready", timeout_s=BOUND_S)
-    states = [state for _, state in mirror_states(serve, 10)]
-    assert {(s["keeper_pid"], s["resyncs"]) for s in states} == {(keeper, loads)}
+    # The replacement may answer /readyz (503, no table yet) an instant before it maps the
+    # table; a sample that misses it proves nothing, so the poll asks, sample after sample,
+    # for both workers ready on the same keeper with no load since (a reload would raise
+    # ``resyncs`` for good and time the poll out).
+    seen: list[tuple[int, dict[str, Any]]] = []
+
+    def same_table_everywhere() -> bool:
+        seen[:] = mirror_states(serve, 10)
+        return all(status == 200 for status, _ in seen) and \
+            {(s["keeper_pid"], s["resyncs"]) for _, s in seen} == {(keeper, loads)}
+
+    try:
+        poll_until(same_table_everywhere, timeout_s=BOUND_S,
+                   what=f"both workers ready on keeper {keeper}'s table, {loads} load(s)")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the last answers: {seen}") from None
     assert glob.glob(control + ".*") == tables
     assert all(request(serve, f"/v1/check/early-{i}")[1]["revoked"] for i in range(10))
 
