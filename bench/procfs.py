@@ -14,6 +14,8 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from revoker.server import KEEPER_NAME, WORKER_NAME
+
 PROC = Path("/proc")
 #: ``/proc/net/tcp`` state of a listening socket.
 TCP_LISTEN = "0A"
@@ -32,16 +34,15 @@ def parse_kib_fields(text: str) -> dict[str, int]:
     return out
 
 
-KEEPER_NAME = "revoker-keeper"
-
-
 def role(cmdline: list[str], comm: str = "") -> str:
     """What a process of a ``revoker serve`` tree is, from its name and command line:
-    the mirror's keeper (named ``revoker-keeper``; spawned like a worker), the
-    supervisor, a worker (multiprocessing spawn), multiprocessing's resource tracker,
-    or something else."""
+    the mirror's keeper (named ``revoker-keeper``) or a worker (``revoker-worker``; a
+    version that did not name its workers is told by its multiprocessing spawn command
+    line), the supervisor, multiprocessing's resource tracker, or something else."""
     if comm.strip() == KEEPER_NAME:
         return "keeper"
+    if comm.strip() == WORKER_NAME:
+        return "worker"
     text = " ".join(cmdline)
     if "multiprocessing.resource_tracker" in text:
         return "resource_tracker"

@@ -1050,8 +1050,6 @@ def run_keeper(store: Store, control_path: str,
                checkpointing: Checkpointing | None = None) -> None:
     """The body of the keeper process of a multi-worker ``revoker serve``: keep the
     host's table until SIGTERM."""
-    with contextlib.suppress(OSError), open("/proc/self/comm", "w") as comm:
-        comm.write("revoker-keeper")  # shows in ps and top as what it is
     asyncio.run(_keep(store, control_path, checkpointing))
 
 

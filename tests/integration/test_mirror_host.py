@@ -73,6 +73,10 @@ def children(pid: int) -> dict[int, str]:
     return found
 
 
+def named(processes: dict[int, str], name: str) -> list[int]:
+    return [pid for pid, comm in processes.items() if comm == name]
+
+
 def mirror_states(server: ServeProcess, count: int = 6) -> list[tuple[int, dict[str, Any]]]:
     """``/readyz`` from several connections (either worker): (status, mirror detail)."""
     out = []
@@ -116,6 +120,10 @@ def test_one_table_per_host_survives_worker_and_keeper_deaths(serve: ServeProces
     processes = children(supervisor)
     keepers = [pid for pid, comm in processes.items() if comm == "revoker-keeper"]
     assert len(keepers) == 1, processes
+    # Named, so that a test (or an operator) never takes multiprocessing's resource tracker,
+    # another child of the supervisor, for a worker.
+    workers = sorted(pid for pid, comm in processes.items() if comm == "revoker-worker")
+    assert len(workers) == 2, processes
     keeper = keepers[0]
     states = [state for _, state in mirror_states(serve)]
     assert {s["keeper_pid"] for s in states} == {keeper}
@@ -134,9 +142,9 @@ def test_one_table_per_host_survives_worker_and_keeper_deaths(serve: ServeProces
                what="the revoke on both workers")
 
     # A worker dies: its replacement answers from the table at once; nothing reloads.
-    worker = min(pid for pid in processes if pid != keeper)
+    worker = workers[0]
     os.kill(worker, signal.SIGKILL)
-    poll_until(lambda: len([p for p in children(supervisor) if p != keeper]) == 2 and
+    poll_until(lambda: len(named(children(supervisor), "revoker-worker")) == 2 and
                worker not in children(supervisor), what="a replacement worker")
     # The replacement may answer /readyz (503, no table yet) an instant before it maps the
     # table; a sample that misses it proves nothing, so the poll asks, sample after sample,

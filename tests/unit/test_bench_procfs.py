@@ -55,6 +55,7 @@ def test_roles_of_a_serve_tree() -> None:
     spawned = ["/venv/bin/python", "-B", "-c",
                "from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=4)"]
     assert procfs.role(spawned, "revoker-keeper\n") == "keeper"
+    assert procfs.role(spawned, "revoker-worker\n") == "worker"
     assert procfs.role(spawned, "python\n") == "worker"
 
 
