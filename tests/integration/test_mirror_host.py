@@ -74,7 +74,8 @@ def children(pid: int) -> dict[int, str]:
 
 
 def named(processes: dict[int, str], name: str) -> list[int]:
-    return [pid for pid, comm in processes.items() if comm == name]
+    """The pids of ``children``'s processes called ``name``, lowest first."""
+    return sorted(pid for pid, comm in processes.items() if comm == name)
 
 
 def mirror_states(server: ServeProcess, count: int = 6) -> list[tuple[int, dict[str, Any]]]:
@@ -118,11 +119,10 @@ def test_one_table_per_host_survives_worker_and_keeper_deaths(serve: ServeProces
     assert serve.proc is not None
     supervisor = serve.proc.pid
     processes = children(supervisor)
-    keepers = [pid for pid, comm in processes.items() if comm == "revoker-keeper"]
+    keepers = named(processes, "revoker-keeper")
     assert len(keepers) == 1, processes
-    # Named, so that a test (or an operator) never takes multiprocessing's resource tracker,
-    # another child of the supervisor, for a worker.
-    workers = sorted(pid for pid, comm in processes.items() if comm == "revoker-worker")
+    # By name: multiprocessing's resource tracker is a child of the supervisor too.
+    workers = named(processes, "revoker-worker")
     assert len(workers) == 2, processes
     keeper = keepers[0]
     states = [state for _, state in mirror_states(serve)]
